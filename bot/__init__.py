@@ -1,0 +1,1 @@
+"""donorbot: the service (app factory, settings, CLI, WeChat channel, dispatcher, workers)."""

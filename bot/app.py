@@ -1,0 +1,218 @@
+"""The app factory: every shared object under a typed AppKey, one cleanup_ctx per resource."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.channels import Channel, build_channels
+from bot.clock import Clock, SystemClock
+from bot.dispatcher import Dispatcher, build_dispatcher
+from bot.logs import request_id
+from bot.metrics import Metrics
+from bot.outbox import Outbox, run_worker
+from bot.render import Renderer, make_environment
+from bot.settings import Settings
+from bot.storage import Storage, make_storage
+from bot.webhook import Webhook
+from bot.wechat.message import Message
+from bot.wechat_api import WeChatAPI
+from models.db import create_engine, session_factory
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+CLOCK = web.AppKey("clock", Clock)
+METRICS = web.AppKey("metrics", Metrics)
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+CHANNELS = web.AppKey("channels", dict[tuple[str, str], Channel])
+RENDER = web.AppKey("render", Renderer)
+ENGINE = web.AppKey("engine", AsyncEngine)
+SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
+STORAGE = web.AppKey("storage", Storage)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+APIS = web.AppKey("apis", dict[tuple[str, str], WeChatAPI])
+OUTBOX = web.AppKey("outbox", Outbox)
+WEBHOOK = web.AppKey("webhook", Webhook)
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    engine = create_engine(app[SETTINGS].database_url)
+    app[ENGINE] = engine
+    app[SESSIONS] = session_factory(engine)
+    yield
+    await engine.dispose()
+
+
+async def _storage(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if STORAGE not in app:
+        app[STORAGE] = make_storage(settings.redis_url, settings.redis_prefix)
+    yield
+    await app[STORAGE].close()
+
+
+async def _wechat_api(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    http = aiohttp.ClientSession()
+    app[HTTP] = http
+    apis: dict[tuple[str, str], WeChatAPI] = {}
+    for (kind, code), channel in app[CHANNELS].items():
+        j = settings.jurisdictions[code]
+        if kind == "mp" and j.wechat is not None:
+            secret = j.wechat.secret.get_secret_value()
+            base = settings.wechat_api_base
+        elif kind == "wecom" and j.wecom is not None:
+            secret = j.wecom.secret.get_secret_value()
+            base = settings.wecom_api_base
+        else:  # pragma: no cover - build_channels only makes these two kinds
+            continue
+        apis[(kind, code)] = WeChatAPI(
+            http,
+            app[STORAGE],
+            base_url=base,
+            appid=channel.app_id,
+            secret=secret,
+            kind="wecom" if kind == "wecom" else "mp",
+            agent_id=channel.agent_id,
+        )
+    app[APIS] = apis
+    yield
+    await http.close()
+
+
+async def _webhook(app: web.Application) -> AsyncIterator[None]:
+    outbox = Outbox(app[SESSIONS], app[CLOCK])
+    app[OUTBOX] = outbox
+    base = {
+        "settings": app[SETTINGS],
+        "clock": app[CLOCK],
+        "storage": app[STORAGE],
+        "sessions": app[SESSIONS],
+        "render": app[RENDER],
+        "dispatcher": app[DISPATCHER],
+        "apis": app[APIS],
+    }
+    app[WEBHOOK] = Webhook(
+        app[SETTINGS],
+        app[CLOCK],
+        app[STORAGE],
+        app[DISPATCHER],
+        app[CHANNELS],
+        app[RENDER],
+        app[METRICS],
+        outbox,
+        base,
+    )
+    yield
+    await outbox.drain()
+
+
+def sender(app: web.Application) -> Callable[[Channel, str, str], Awaitable[Any]]:
+    async def send(channel: Channel, openid: str, content: str) -> Any:
+        return await app[APIS][(channel.kind, channel.jurisdiction)].send_text(openid, content)
+
+    return send
+
+
+def redispatcher(app: web.Application) -> Callable[[Channel, Message], Awaitable[str | None]]:
+    async def redispatch(channel: Channel, message: Message) -> str | None:
+        hook = app[WEBHOOK]
+        return await hook._dispatch(message, hook._data(channel, message))
+
+    return redispatch
+
+
+async def _embedded_worker(app: web.Application) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        run_worker(app[OUTBOX], app[CHANNELS], sender(app), redispatcher(app), stop)
+    )
+    yield
+    stop.set()
+    await asyncio.wait_for(task, timeout=10)
+
+
+@web.middleware
+async def _request_id(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    request_id.set(request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16])
+    return await handler(request)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    checks: dict[str, str] = {}
+    try:
+        async with request.app[ENGINE].connect() as conn:
+            await asyncio.wait_for(conn.execute(text("SELECT 1")), 2.0)
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"unreachable: {type(exc).__name__}"
+    try:
+        await asyncio.wait_for(request.app[STORAGE].ping(), 2.0)
+        checks["storage"] = "ok"
+    except Exception as exc:
+        checks["storage"] = f"unreachable: {type(exc).__name__}"
+    ok = all(v == "ok" for v in checks.values())
+    return web.json_response(
+        {"status": "ok" if ok else "unavailable", **checks}, status=200 if ok else 503
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    m = request.app[METRICS]
+    return web.Response(body=m.render(), headers={"Content-Type": m.content_type})
+
+
+def _routes(app: web.Application) -> None:
+    def view(kind: str, post: bool) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            hook = request.app[WEBHOOK]
+            return await (hook.receive(request, kind) if post else hook.verify(request, kind))
+
+        return handle
+
+    app.router.add_get("/wechat/{jurisdiction}", view("mp", False))
+    app.router.add_post("/wechat/{jurisdiction}", view("mp", True))
+    app.router.add_get("/wecom/{jurisdiction}", view("wecom", False))
+    app.router.add_post("/wecom/{jurisdiction}", view("wecom", True))
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    storage: Storage | None = None,
+    dispatcher: Dispatcher | None = None,
+    embedded_worker: bool = True,
+) -> web.Application:
+    app = web.Application(middlewares=[_request_id], client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[CLOCK] = clock or SystemClock()
+    app[METRICS] = Metrics()
+    app[DISPATCHER] = dispatcher or build_dispatcher()
+    app[CHANNELS] = build_channels(settings)
+    app[RENDER] = Renderer(make_environment())
+    if storage is not None:
+        app[STORAGE] = storage
+    app.cleanup_ctx.extend([_database, _storage, _wechat_api, _webhook])
+    if embedded_worker:
+        app.cleanup_ctx.append(_embedded_worker)
+    _routes(app)
+    return app

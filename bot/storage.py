@@ -1,0 +1,186 @@
+"""Shared, short-lived state: dedup keys, nonces, tokens, rate limits, conversation state, locks.
+
+Embedded mode keeps it in this process (`MemoryStorage`); scale-out mode keeps it in
+Redis (`RedisStorage`) so every `serve` and `worker` process sees the same thing.
+Both implement `Storage`; tests run the same suite against each.
+Anything that must not be lost lives in the database instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+
+from redis.asyncio import Redis
+
+
+class Storage(Protocol):
+    async def get(self, key: str) -> str | None: ...
+
+    async def set(self, key: str, value: str, ttl: float | None = None) -> None: ...
+
+    async def add(self, key: str, value: str, ttl: float) -> bool:
+        """Set only if absent; True if this call created the key (an atomic claim)."""
+
+    async def delete(self, *keys: str) -> None: ...
+
+    async def incr(self, key: str, ttl: float) -> int:
+        """Increment a counter that expires `ttl` seconds after its first increment."""
+
+    def lock(self, key: str, timeout: float = 30.0) -> Any:
+        """An async context manager serialising work on `key` across processes."""
+
+    async def get_json(self, key: str) -> Any: ...
+
+    async def set_json(self, key: str, value: Any, ttl: float | None = None) -> None: ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+class _JsonMixin:
+    async def get_json(self, key: str) -> Any:
+        raw = await self.get(key)  # type: ignore[attr-defined]
+        return None if raw is None else json.loads(raw)
+
+    async def set_json(self, key: str, value: Any, ttl: float | None = None) -> None:
+        await self.set(key, json.dumps(value, ensure_ascii=False), ttl)  # type: ignore[attr-defined]
+
+
+class MemoryStorage(_JsonMixin):
+    """In-process storage with TTLs; the embedded default (one process only)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._data: dict[str, tuple[str, float | None]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._clock = clock
+        self._ops = 0
+
+    def _alive(self, key: str) -> tuple[str, float | None] | None:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        if item[1] is not None and item[1] <= self._clock():
+            del self._data[key]
+            return None
+        return item
+
+    def _sweep(self) -> None:
+        # Amortised expiry so keys nobody reads again do not pile up forever.
+        self._ops += 1
+        if self._ops % 4096:
+            return
+        now = self._clock()
+        for key in [k for k, (_, exp) in self._data.items() if exp is not None and exp <= now]:
+            del self._data[key]
+
+    async def get(self, key: str) -> str | None:
+        item = self._alive(key)
+        return None if item is None else item[0]
+
+    async def set(self, key: str, value: str, ttl: float | None = None) -> None:
+        self._sweep()
+        self._data[key] = (value, None if ttl is None else self._clock() + ttl)
+
+    async def add(self, key: str, value: str, ttl: float) -> bool:
+        if self._alive(key) is not None:
+            return False
+        await self.set(key, value, ttl)
+        return True
+
+    async def delete(self, *keys: str) -> None:
+        for key in keys:
+            self._data.pop(key, None)
+
+    async def incr(self, key: str, ttl: float) -> int:
+        item = self._alive(key)
+        if item is None:
+            await self.set(key, "1", ttl)
+            return 1
+        value = int(item[0]) + 1
+        self._data[key] = (str(value), item[1])
+        return value
+
+    @asynccontextmanager
+    async def lock(self, key: str, timeout: float = 30.0) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with asyncio.timeout(timeout):
+            await lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
+            if not lock.locked() and not getattr(lock, "_waiters", None):
+                self._locks.pop(key, None)
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        self._data.clear()
+
+
+class RedisStorage(_JsonMixin):
+    """Redis-backed storage shared by every process; all keys carry `prefix`."""
+
+    def __init__(self, redis: Redis, prefix: str = "donorbot:") -> None:
+        self.redis = redis
+        self.prefix = prefix
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "donorbot:") -> RedisStorage:
+        client = Redis.from_url(
+            url, decode_responses=True, socket_timeout=2.0, socket_connect_timeout=2.0
+        )
+        return cls(client, prefix)
+
+    def _k(self, key: str) -> str:
+        return self.prefix + key
+
+    async def get(self, key: str) -> str | None:
+        value = await self.redis.get(self._k(key))
+        return None if value is None else str(value)
+
+    async def set(self, key: str, value: str, ttl: float | None = None) -> None:
+        if ttl is None:
+            await self.redis.set(self._k(key), value)
+        else:
+            await self.redis.set(self._k(key), value, px=max(1, int(ttl * 1000)))
+
+    async def add(self, key: str, value: str, ttl: float) -> bool:
+        return bool(await self.redis.set(self._k(key), value, px=max(1, int(ttl * 1000)), nx=True))
+
+    async def delete(self, *keys: str) -> None:
+        if keys:
+            await self.redis.delete(*(self._k(k) for k in keys))
+
+    async def incr(self, key: str, ttl: float) -> int:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(self._k(key))
+            pipe.pexpire(self._k(key), max(1, int(ttl * 1000)), nx=True)
+            value, _ = await pipe.execute()
+        return int(value)
+
+    @asynccontextmanager
+    async def lock(self, key: str, timeout: float = 30.0) -> AsyncIterator[None]:
+        async with self.redis.lock(
+            self._k("lock:" + key), timeout=timeout, blocking_timeout=timeout
+        ):
+            yield
+
+    async def ping(self) -> bool:
+        return bool(await self.redis.ping())
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+
+def make_storage(redis_url: str | None, prefix: str = "donorbot:") -> Storage:
+    if redis_url:
+        return RedisStorage.from_url(redis_url, prefix)
+    return MemoryStorage()

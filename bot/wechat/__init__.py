@@ -1,0 +1,1 @@
+"""The WeChat channel: signatures, safe-mode crypto, message parsing and reply XML."""

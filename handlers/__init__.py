@@ -1,0 +1,1 @@
+"""One module per capability; each declares a Router. They are included in bot/dispatcher.py."""

@@ -1,0 +1,28 @@
+"""Help: answers anything no other handler took, listing what the filters declare."""
+
+from __future__ import annotations
+
+from bot.dispatcher import Dispatcher, HelpEntry, Router
+from bot.render import Renderer
+from bot.users import User
+from bot.wechat.message import Message
+
+router = Router(name=__name__)
+
+_TEXTUAL = frozenset({"text", "voice"})
+
+
+@router.message(types=("*",), help=HelpEntry("帮助", "查看我能做什么"))
+async def help_reply(
+    message: Message, user: User, render: Renderer, dispatcher: Dispatcher, jurisdiction_name: str
+) -> str:
+    """Lists what this sender can ask; other kinds of message are told to send text."""
+    if message.msg_type not in _TEXTUAL or (message.msg_type == "voice" and not message.content):
+        return render("unsupported", kind=message.msg_type)
+    return render(
+        "help",
+        greeting="",
+        role=user.role,
+        items=dispatcher.help_entries(user.role),
+        jurisdiction_name=jurisdiction_name,
+    )
