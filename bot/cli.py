@@ -255,5 +255,13 @@ def _aes_key() -> str:
     return base64.b64encode(secrets.token_bytes(32)).decode()[:43]
 
 
+def _register_commands() -> None:
+    from bot.commands import register
+
+    register(main)
+
+
+_register_commands()
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -12,21 +12,9 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from bot.privacy import mask_name, mask_phone
+
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-
-
-def _mask_phone(value: str) -> str:
-    digits = str(value)
-    return digits[:3] + "****" + digits[-4:] if len(digits) >= 11 else "*" * len(digits)
-
-
-def _mask_name(value: str) -> str:
-    name = str(value)
-    if len(name) <= 1:
-        return name
-    if len(name) == 2:
-        return name[0] + "*"
-    return name[0] + "*" * (len(name) - 2) + name[-1]
 
 
 def make_environment(path: Path = TEMPLATES) -> Environment:
@@ -39,8 +27,8 @@ def make_environment(path: Path = TEMPLATES) -> Environment:
         keep_trailing_newline=False,
         auto_reload=False,
     )
-    env.filters["mask_phone"] = _mask_phone
-    env.filters["mask_name"] = _mask_name
+    env.filters["mask_phone"] = mask_phone
+    env.filters["mask_name"] = mask_name
     return env
 
 

@@ -4,7 +4,27 @@ Importing this package registers every table on `Base.metadata` (Alembic's targe
 """
 
 from models.base import Base
+from models.donations import BloodUse, Donation, Donor
 from models.messaging import OutboundMessage, TemplateSendEvent
+from models.people import AuditEntry, Liaison, Site
+from models.plans import JurisdictionRow, Plan, PlanLine, Unit, UnitAlias
 from models.users import Binding, SubscriberDaily
 
-__all__ = ["Base", "Binding", "OutboundMessage", "SubscriberDaily", "TemplateSendEvent"]
+__all__ = [
+    "AuditEntry",
+    "Base",
+    "Binding",
+    "BloodUse",
+    "Donation",
+    "Donor",
+    "JurisdictionRow",
+    "Liaison",
+    "OutboundMessage",
+    "Plan",
+    "PlanLine",
+    "Site",
+    "SubscriberDaily",
+    "TemplateSendEvent",
+    "Unit",
+    "UnitAlias",
+]

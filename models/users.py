@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import String, UniqueConstraint
+from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, Timestamped
@@ -20,8 +20,12 @@ class Binding(Timestamped, Base):
     jurisdiction: Mapped[str] = mapped_column(String(64))
     openid: Mapped[str] = mapped_column(String(128), index=True)
     role: Mapped[str] = mapped_column(String(16))  # liaison | donor | office
-    unit_id: Mapped[int | None] = mapped_column(default=None)
-    donor_id: Mapped[int | None] = mapped_column(default=None)
+    unit_id: Mapped[int | None] = mapped_column(
+        ForeignKey("units.id", ondelete="CASCADE"), default=None
+    )
+    donor_id: Mapped[int | None] = mapped_column(
+        ForeignKey("donors.id", ondelete="CASCADE"), default=None
+    )
 
 
 class SubscriberDaily(Base):

@@ -1,0 +1,12 @@
+"""CLI commands beyond the service itself, one module per area, each with `register(main)`."""
+
+from __future__ import annotations
+
+import click
+
+
+def register(main: click.Group) -> None:
+    from bot.commands import data, progress
+
+    for module in (data, progress):
+        module.register(main)
