@@ -54,10 +54,12 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 async def _storage(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    if STORAGE not in app:
+    owned = STORAGE not in app  # a storage handed in by the caller is the caller's to close
+    if owned:
         app[STORAGE] = make_storage(settings.redis_url, settings.redis_prefix)
     yield
-    await app[STORAGE].close()
+    if owned:
+        await app[STORAGE].close()
 
 
 async def _wechat_api(app: web.Application) -> AsyncIterator[None]:

@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 
 _TIMESTAMP = re.compile(r"^\d{1,12}$")
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-SUCCESS = web.Response(text="success")
 MORE_HINT = "（回复「更多」查看下一页）"
 PENDING = "P"
 
@@ -135,7 +134,7 @@ class Webhook:
         message = parse_message(plain)
         reply_text, outcome = await self._answer(channel, message, plain)
         if reply_text is None:
-            return SUCCESS, outcome
+            return web.Response(text="success"), outcome
         xml = text_reply(message.source, message.target, reply_text, int(self.clock.timestamp()))
         if encrypted:
             assert channel.crypto is not None
@@ -158,7 +157,7 @@ class Webhook:
         if not await self.storage.add(key, PENDING, ttl):
             self.metrics.duplicates.inc()
             previous = await self.storage.get(key)
-            if previous and previous.startswith("R:"):
+            if previous and previous.startswith("R:") and len(previous) > 2:
                 return previous[2:], "duplicate"
             return None, "duplicate"
 

@@ -1,7 +1,10 @@
 """Parse WeChat's XML push into a `Message`.
 
 The standard library's expat parser (C) does the parsing; a DOCTYPE or ENTITY
-declaration is refused before it runs, so no entity expansion can happen.
+declaration is refused before it runs, so no entity expansion can happen.  The body
+must be UTF-8 (all WeChat sends) without NULs, and expat is fed the decoded text, so
+a document in another encoding (UTF-16 hides "<!DOCTYPE" from a byte search) cannot
+slip a DTD past the check.
 wechatpy's `parse_message` gives the same fields (a test checks it field by
 field) but costs several times more per message through xmltodict.
 """
@@ -14,16 +17,20 @@ from typing import Any
 
 from bot.errors import BadMessage
 
-_FORBIDDEN = (b"<!DOCTYPE", b"<!ENTITY", b"<!doctype", b"<!entity")
+_FORBIDDEN = ("<!DOCTYPE", "<!ENTITY", "<!doctype", "<!entity")
 MAX_FIELD = 16 * 1024
+# WeChat nests at most 4 deep (SendPicsInfo/PicList/item/PicMd5Sum)
+MAX_DEPTH = 8
 
 
-def _element_value(el: ET.Element) -> Any:
+def _element_value(el: ET.Element, depth: int = 0) -> Any:
+    if depth > MAX_DEPTH:  # deep nesting would otherwise end in a RecursionError
+        raise BadMessage("XML nested too deeply")
     if len(el) == 0:
         return (el.text or "").strip() if el.tag not in ("Content",) else (el.text or "")
     out: dict[str, Any] = {}
     for child in el:
-        value = _element_value(child)
+        value = _element_value(child, depth + 1)
         if child.tag in out:  # repeated tags (several <List>) become a list
             prev = out[child.tag]
             out[child.tag] = [*prev, value] if isinstance(prev, list) else [prev, value]
@@ -36,10 +43,17 @@ def parse_xml(body: bytes) -> dict[str, Any]:
     """The <xml> root as a dict; BadMessage for anything that is not safe, well-formed XML."""
     if not body or not body.strip():
         raise BadMessage("empty body")
-    if any(marker in body for marker in _FORBIDDEN):
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadMessage("body is not UTF-8") from None
+    if "\x00" in text:  # never in XML; UTF-16/32 needs it, and expat would detect UTF-16
+        raise BadMessage("NUL in body")
+    if any(marker in text for marker in _FORBIDDEN):
         raise BadMessage("DTDs and entities are not allowed")
     try:
-        root = ET.fromstring(body)  # noqa: S314 - see _FORBIDDEN
+        # A str makes expat parse as UTF-8 whatever the XML declaration says.
+        root = ET.fromstring(text)  # noqa: S314 - see _FORBIDDEN
     except ET.ParseError as exc:
         raise BadMessage(f"malformed XML: {exc}") from None
     if root.tag != "xml":
@@ -69,7 +83,9 @@ class Message:
 
     @property
     def dedup_key(self) -> str:
-        if self.msg_id:
+        # Events carry no MsgId of their own (TEMPLATESENDJOBFINISH's MsgID names the
+        # template message it reports on), so WeChat's documented key for them is used.
+        if self.msg_id and self.msg_type != "event":
             return f"m:{self.msg_id}"
         return f"e:{self.source}:{self.create_time}:{self.event}"
 
@@ -95,7 +111,7 @@ def to_message(data: dict[str, Any]) -> Message:
         raise BadMessage("a field is too long")
     try:
         create_time = int(data.get("CreateTime") or 0)
-    except ValueError:
+    except (TypeError, ValueError):  # TypeError: <CreateTime> with child elements
         raise BadMessage("CreateTime is not a number") from None
     msg = Message(
         raw=data,
@@ -120,9 +136,11 @@ def to_message(data: dict[str, Any]) -> Message:
     if msg.event == "subscribe" and msg.event_key.startswith("qrscene_"):
         msg.event_key = msg.event_key[len("qrscene_") :]
     if msg.event == "subscribe_msg_popup_event":
-        items = data.get("SubscribeMsgPopupEvent", {}).get("List", [])
+        popup = data.get("SubscribeMsgPopupEvent")
+        items = popup.get("List", []) if isinstance(popup, dict) else []
         # One <List> parses as a dict, several as a list: always hand handlers a list.
-        msg.extra["subscriptions"] = items if isinstance(items, list) else [items]
+        items = items if isinstance(items, list) else [items]
+        msg.extra["subscriptions"] = [item for item in items if isinstance(item, dict)]
     return msg
 
 
