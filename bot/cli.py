@@ -159,6 +159,11 @@ def worker() -> None:
     from bot.worker import run_standalone_worker
 
     settings = _settings()
+    if not settings.redis_url:
+        raise DonorbotError(
+            "单独的 worker 进程要与 serve 共享 access_token 和限流：请设置 DONORBOT_REDIS_URL。"
+            "单进程部署时 `donorbot serve` 已内含 worker，无需另行启动。"
+        )
     setup_logging(settings.log_level, settings.log_json)
     asyncio.run(run_standalone_worker(settings))
 
