@@ -46,3 +46,22 @@ class Role:
 
     def __call__(self, message: Message, data: dict[str, Any]) -> bool:
         return data["user"].role in self.roles
+
+
+class Intent:
+    """Passes when the one intent parser (bot/intents.py) reads one of `intents`.
+
+    The parse happens once per message and is shared by every filter and handler
+    through `data["query"]`; the handler can ask for it as `query`.
+    """
+
+    def __init__(self, *intents: str) -> None:
+        self.intents = frozenset(intents)
+
+    def __call__(self, message: Message, data: dict[str, Any]) -> Mapping[str, Any] | bool:
+        query = data.get("query")
+        if query is None:
+            from bot.intents import parse_query
+
+            query = data["query"] = parse_query(message.content, today=data["today"])
+        return {"query": query} if query.intent in self.intents else False

@@ -7,6 +7,7 @@ user input as template source: user text is only ever passed in as a value.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,22 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from bot.privacy import mask_name, mask_phone
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+def number(value: Decimal | float | int | None) -> str:
+    """12 → 「12」, 12.5 → 「12.5」, 2.25 → 「2.25」: no trailing zeros, no exponent."""
+    if value is None:
+        return "—"
+    d = Decimal(str(value)).normalize()
+    return f"{d:f}"
+
+
+def progress_bar(percent: Decimal | float | None, width: int = 10) -> str:
+    """「▓▓▓▓░░░░░░」 for 40%; full beyond 100%."""
+    if percent is None:
+        return ""
+    filled = max(0, min(width, int(Decimal(str(percent)) * width // 100)))
+    return "▓" * filled + "░" * (width - filled)
 
 
 def make_environment(path: Path = TEMPLATES) -> Environment:
@@ -29,6 +46,8 @@ def make_environment(path: Path = TEMPLATES) -> Environment:
     )
     env.filters["mask_phone"] = mask_phone
     env.filters["mask_name"] = mask_name
+    env.filters["num"] = number
+    env.filters["bar"] = progress_bar
     return env
 
 

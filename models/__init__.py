@@ -5,6 +5,7 @@ Importing this package registers every table on `Base.metadata` (Alembic's targe
 
 from models.base import Base
 from models.donations import BloodUse, Donation, Donor
+from models.invites import Invite
 from models.messaging import OutboundMessage, TemplateSendEvent
 from models.people import AuditEntry, Liaison, Site
 from models.plans import JurisdictionRow, Plan, PlanLine, Unit, UnitAlias
@@ -17,6 +18,7 @@ __all__ = [
     "BloodUse",
     "Donation",
     "Donor",
+    "Invite",
     "JurisdictionRow",
     "Liaison",
     "OutboundMessage",

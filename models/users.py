@@ -26,6 +26,10 @@ class Binding(Timestamped, Base):
     donor_id: Mapped[int | None] = mapped_column(
         ForeignKey("donors.id", ondelete="CASCADE"), default=None
     )
+    # set when the liaison proved to be this directory entry (code + phone's last four digits)
+    liaison_id: Mapped[int | None] = mapped_column(
+        ForeignKey("liaisons.id", ondelete="SET NULL"), default=None
+    )
 
 
 class SubscriberDaily(Base):

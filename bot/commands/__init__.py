@@ -6,7 +6,7 @@ import click
 
 
 def register(main: click.Group) -> None:
-    from bot.commands import data, progress
+    from bot.commands import data, invite, progress
 
-    for module in (data, progress):
+    for module in (data, progress, invite):
         module.register(main)
