@@ -223,3 +223,11 @@ async def test_plain_signature_vector_is_accepted_only_while_fresh(make_bot: Any
     bot.clock.set(int(v["timestamp"]) + 10)
     status, text = await _post_raw(bot, "vector", query, body)
     assert status == 200 and "可以这样问我" in text
+
+
+async def test_a_user_typing_a_doctype_is_answered_not_refused(make_bot: Any) -> None:
+    """Inside CDATA it is just text; only a real DTD is refused."""
+    bot = await make_bot()
+    for code in ("rugao", "zhangjiajie"):
+        reply = await bot.say(code, "<!DOCTYPE html><!ENTITY x 'y'> 这是什么")
+        assert reply is not None and "可以这样问我" in reply

@@ -63,6 +63,8 @@ class MessageCrypto:
         pad = plain[-1]
         if not 1 <= pad <= BLOCK or len(plain) < 20 + pad:
             return None
+        if plain[-pad:] != bytes([pad]) * pad:  # PKCS#7: every pad byte equals the count
+            return None
         body = plain[16:-pad]
         (length,) = struct.unpack(">I", body[:4])
         if length > len(body) - 4 or body[4 + length :] != self._app_id_bytes:

@@ -11,6 +11,7 @@ field) but costs several times more per message through xmltodict.
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from bot.errors import BadMessage
 
 _FORBIDDEN = ("<!DOCTYPE", "<!ENTITY", "<!doctype", "<!entity")
+_CDATA = re.compile(r"<!\[CDATA\[.*?\]\]>", re.S)
 MAX_FIELD = 16 * 1024
 # WeChat nests at most 4 deep (SendPicsInfo/PicList/item/PicMd5Sum)
 MAX_DEPTH = 8
@@ -39,6 +41,12 @@ def _element_value(el: ET.Element, depth: int = 0) -> Any:
     return out
 
 
+def _declares_dtd(text: str) -> bool:
+    """A DOCTYPE/ENTITY outside CDATA; a user may well *type* 「<!DOCTYPE html>」."""
+    outside = _CDATA.sub("", text)
+    return any(marker in outside for marker in _FORBIDDEN)
+
+
 def parse_xml(body: bytes) -> dict[str, Any]:
     """The <xml> root as a dict; BadMessage for anything that is not safe, well-formed XML."""
     if not body or not body.strip():
@@ -49,7 +57,7 @@ def parse_xml(body: bytes) -> dict[str, Any]:
         raise BadMessage("body is not UTF-8") from None
     if "\x00" in text:  # never in XML; UTF-16/32 needs it, and expat would detect UTF-16
         raise BadMessage("NUL in body")
-    if any(marker in text for marker in _FORBIDDEN):
+    if any(marker in text for marker in _FORBIDDEN) and _declares_dtd(text):
         raise BadMessage("DTDs and entities are not allowed")
     try:
         # A str makes expat parse as UTF-8 whatever the XML declaration says.

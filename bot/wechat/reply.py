@@ -57,4 +57,6 @@ def split_text(text: str, limit_bytes: int, more_hint: str) -> list[str]:
     if current:
         pages.append(current)
     pages = [p.rstrip("\n") for p in pages if p.strip()]
+    if not pages:  # nothing but whitespace: still one (empty) page, never none
+        return [""]
     return [p + "\n" + more_hint for p in pages[:-1]] + pages[-1:]
