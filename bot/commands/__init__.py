@@ -6,7 +6,7 @@ import click
 
 
 def register(main: click.Group) -> None:
-    from bot.commands import data, invite, progress
+    from bot.commands import data, invite, menu, progress
 
-    for module in (data, progress, invite):
+    for module in (data, progress, invite, menu):
         module.register(main)

@@ -1,242 +1,26 @@
-"""A fake of WeChat's server API, written from the documented behaviour, for tests and demos.
-
-It issues and checks access_tokens (`/cgi-bin/token`, `/cgi-bin/stable_token`, WeCom
-`/cgi-bin/gettoken`), accepts customer-service and WeCom text messages under WeChat's
-rules (the 48-hour window, 5 messages per window), and answers with WeChat's errcodes.
-`/_fake/...` admin endpoints let a test register user interactions, inject faults
-(errcodes, HTTP errors, latency, dropped connections), read what was sent and reset.
-Time comes from the injected `Clock`, so expiry and windows are testable.
-"""
+"""The fake's HTTP side: WeChat's endpoints and the /_fake/* admin endpoints."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import functools
 import json
 import re
 import secrets
-from collections import defaultdict, deque
-from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 from aiohttp import web
 
-from bot.clock import Clock, SystemClock, local_now
-
-TOKEN_LIFETIME = 7200
-ROTATION_GRACE = 300  # old and new token both work this long during a rotation
-FORCE_REFRESHES_PER_DAY = 20
-FORCE_REFRESH_INTERVAL = 30  # a force refresh sooner than this after the last one is a no-op
-SERVICE_WINDOW = 48 * 3600  # customer-service messages only this long after a user acts
-SERVICE_MESSAGES_PER_WINDOW = 5
-WECOM_TEXT_LIMIT = 2048  # bytes; WeCom truncates longer text
-_COMMON_MSGTYPES = frozenset({"text", "image", "voice", "video", "news", "mpnews"})
-MP_MSGTYPES = _COMMON_MSGTYPES | {"music", "mpnewsarticle", "msgmenu", "wxcard", "miniprogrampage"}
-WECOM_MSGTYPES = _COMMON_MSGTYPES | {"file", "textcard", "markdown", "template_card"}
-ERRMSG = {
-    -1: "system error",
-    40001: "invalid credential, access_token is invalid or not latest",
-    40002: "invalid grant_type",
-    40008: "invalid message type",
-    40013: "invalid appid",
-    40014: "invalid access_token",
-    40125: "invalid appsecret",
-    41001: "access_token missing",
-    41002: "appid missing",
-    41004: "appsecret missing",
-    41011: "missing agentid",
-    42001: "access_token expired",
-    44002: "empty post data",
-    44004: "empty content",
-    45009: "reach max api daily quota limit",
-    45011: "api minute-quota reach limit  mustslower  retry next minute",
-    45015: "response out of time limit or subscription is canceled",
-    45047: "out of response count limit",
-    47001: "data format error",
-    81013: "user & party & tag all invalid",
-}
-_dumps = functools.partial(json.dumps, ensure_ascii=False)
-
-
-class WeChatError(Exception):
-    """Raised inside the fake; becomes a `{"errcode", "errmsg"}` answer with HTTP 200."""
-
-    def __init__(self, errcode: int, errmsg: str | None = None) -> None:
-        super().__init__(errcode)
-        self.errcode = errcode
-        self.errmsg = errmsg or ERRMSG.get(errcode, "error")
-
-
-@dataclass
-class _Token:
-    owner: str  # appid or corpid
-    family: str  # "token", "stable" or "wecom": WeChat keeps them apart
-    expires_at: float
-    revoked_at: float | None = None
-
-
-@dataclass
-class _Window:
-    opened_at: float
-    sent: int = 0
-
-
-@dataclass
-class Fault:
-    """What the next request to a path suffers; `times` requests in a row."""
-
-    errcode: int | None = None
-    status: int | None = None
-    latency: float = 0.0
-    drop: bool = False
-    times: int = 1
-
-
-class FakeWeChat:
-    """WeChat's state: accounts, tokens, customer-service windows, sent messages, faults."""
-
-    def __init__(
-        self,
-        accounts: dict[str, str],
-        clock: Clock | None = None,
-        wecom: dict[str, str] | None = None,
-        enforce_window: bool = True,
-    ) -> None:
-        self.accounts = dict(accounts)
-        self.wecom = dict(wecom or {})
-        self.clock: Clock = clock or SystemClock()
-        self.enforce_window = enforce_window
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget tokens, windows, messages and faults (accounts stay)."""
-        self.messages: list[dict[str, Any]] = []
-        self.token_requests = 0
-        self._tokens: dict[str, _Token] = {}
-        self._current: dict[tuple[str, str], str] = {}
-        self._windows: dict[tuple[str, str], _Window] = {}
-        self._forced: dict[str, list[tuple[date, float]]] = defaultdict(list)
-        self._faults: dict[str, deque[Fault]] = defaultdict(deque)
-        self._msgid = 2_000_000_000
-
-    # -- tokens -----------------------------------------------------------------------
-
-    def check_credentials(self, appid: str, secret: str, *, wecom: bool = False) -> None:
-        known = self.wecom if wecom else self.accounts
-        if not appid:
-            raise WeChatError(41002, "corpid missing" if wecom else None)
-        if not secret:
-            raise WeChatError(41004, "corpsecret missing" if wecom else None)
-        if appid not in known:
-            raise WeChatError(40013, "invalid corpid" if wecom else None)
-        if not secrets.compare_digest(known[appid], secret):
-            raise WeChatError(40001, "invalid credential") if wecom else WeChatError(40125)
-
-    def current_token(self, owner: str, family: str) -> tuple[str, _Token] | None:
-        """The latest token of this family, if it still works."""
-        value = self._current.get((owner, family), "")
-        token = self._tokens.get(value)
-        now = self.clock.timestamp()
-        if token is None or token.expires_at <= now:
-            return None
-        if token.revoked_at is not None and token.revoked_at <= now:
-            return None
-        return value, token
-
-    def issue_token(self, owner: str, family: str) -> tuple[str, _Token]:
-        now = self.clock.timestamp()
-        # Forget tokens dead for a day, so a long demo does not grow without bound.
-        for value in [v for v, t in self._tokens.items() if t.expires_at < now - 86400]:
-            del self._tokens[value]
-        value = secrets.token_urlsafe(96)
-        token = _Token(owner, family, now + TOKEN_LIFETIME)
-        self._tokens[value] = token
-        self._current[(owner, family)] = value
-        return value, token
-
-    def force_refresh(self, appid: str) -> tuple[str, _Token]:
-        """stable_token with force_refresh: revoke the current token and issue another."""
-        now = self.clock.timestamp()
-        current = self.current_token(appid, "stable")
-        history = self._forced[appid]
-        if current and history and now - history[-1][1] < FORCE_REFRESH_INTERVAL:
-            return current  # documented: too soon after the last one, nothing is refreshed
-        today = local_now(self.clock, "Asia/Shanghai").date()  # WeChat's day is Beijing's
-        if sum(1 for day, _ in history if day == today) >= FORCE_REFRESHES_PER_DAY:
-            raise WeChatError(45009)
-        history.append((today, now))
-        if current:
-            current[1].revoked_at = now
-        return self.issue_token(appid, "stable")
-
-    def check_access_token(self, value: str | None, *, wecom: bool = False) -> str:
-        """The appid (or corpid) owning a usable token, or the errcode WeChat gives."""
-        if not value:
-            raise WeChatError(41001)
-        token = self._tokens.get(value)
-        if token is None or (token.family == "wecom") != wecom:
-            raise WeChatError(40014 if wecom else 40001)
-        now = self.clock.timestamp()
-        if token.revoked_at is not None and token.revoked_at <= now:
-            raise WeChatError(40014 if wecom else 40001)
-        if token.expires_at <= now:
-            raise WeChatError(42001)
-        return token.owner
-
-    # -- messages ---------------------------------------------------------------------
-
-    def interact(self, appid: str, openid: str) -> None:
-        """The user wrote to the account: opens a fresh 48-hour customer-service window."""
-        if appid not in self.accounts:
-            raise KeyError(appid)
-        self._windows[(appid, openid)] = _Window(self.clock.timestamp())
-
-    def take_service_slot(self, appid: str, openid: str) -> None:
-        if not self.enforce_window:
-            return
-        window = self._windows.get((appid, openid))
-        if window is None or self.clock.timestamp() - window.opened_at > SERVICE_WINDOW:
-            raise WeChatError(45015)
-        if window.sent >= SERVICE_MESSAGES_PER_WINDOW:
-            raise WeChatError(45047)
-        window.sent += 1
-
-    def record(self, appid: str, payload: dict[str, Any], content: str) -> int:
-        self._msgid += 1
-        self.messages.append(
-            {
-                "appid": appid,
-                "touser": payload["touser"],
-                "msgtype": payload["msgtype"],
-                "content": content,
-                "payload": payload,
-                "at": self.clock.timestamp(),
-                "msgid": self._msgid,
-            }
-        )
-        return self._msgid
-
-    # -- faults -----------------------------------------------------------------------
-
-    def add_fault(self, path: str, fault: Fault) -> None:
-        if fault.times < 1 or not (
-            fault.errcode is not None or fault.status or fault.latency or fault.drop
-        ):
-            raise ValueError("a fault needs errcode, status, latency or drop, and times >= 1")
-        self._faults[path].append(dataclasses.replace(fault))  # the copy counts down
-
-    def take_fault(self, path: str) -> Fault | None:
-        queue = self._faults.get(path)
-        if not queue:
-            return None
-        fault = queue[0]
-        fault.times -= 1
-        if fault.times == 0:
-            queue.popleft()
-        return fault
-
+from bot.fake_wechat.state import (
+    MP_MSGTYPES,
+    ROTATION_GRACE,
+    WECOM_MSGTYPES,
+    WECOM_TEXT_LIMIT,
+    FakeWeChat,
+    Fault,
+    Token,
+    WeChatError,
+    _dumps,
+)
 
 FAKE_KEY = web.AppKey("fake_wechat", FakeWeChat)
 # A \u escape starts at a backslash that is not itself escaped (an even run before it).
@@ -291,7 +75,7 @@ async def _wechat_middleware(request: web.Request, handler: Any) -> web.StreamRe
     return response
 
 
-def _token_answer(value: str, token: _Token, fake: FakeWeChat, **extra: Any) -> web.Response:
+def _token_answer(value: str, token: Token, fake: FakeWeChat, **extra: Any) -> web.Response:
     fake.token_requests += 1
     expires_in = int(token.expires_at - fake.clock.timestamp())
     return _answer({**extra, "access_token": value, "expires_in": expires_in})
@@ -388,6 +172,47 @@ async def wecom_send(request: web.Request) -> web.Response:
     return _answer({"errcode": 0, "errmsg": "ok", **nobody_invalid, "msgid": str(msgid)})
 
 
+def _check_button(button: Any, top: bool) -> None:
+    """WeChat's documented limits: names ≤ 16 bytes on top, ≤ 60 below; keys ≤ 128 bytes."""
+    if not isinstance(button, dict) or not isinstance(button.get("name"), str):
+        raise WeChatError(47001)
+    if not button["name"] or len(button["name"].encode()) > (16 if top else 60):
+        raise WeChatError(40018)
+    subs = button.get("sub_button")
+    if top and subs is not None:
+        if not isinstance(subs, list) or not 1 <= len(subs) <= 5:
+            raise WeChatError(40016)
+        for sub in subs:
+            _check_button(sub, top=False)
+        return
+    if button.get("type") not in {
+        "click",
+        "view",
+        "miniprogram",
+        "scancode_push",
+        "location_select",
+    }:
+        raise WeChatError(40017)
+    if button["type"] == "click":
+        key = button.get("key")
+        if not isinstance(key, str) or not key or len(key.encode()) > 128:
+            raise WeChatError(40019)
+
+
+async def menu_create(request: web.Request) -> web.Response:
+    """POST /cgi-bin/menu/create: replaces the account's custom menu."""
+    fake = request.app[FAKE_KEY]
+    appid = fake.check_access_token(request.query.get("access_token"))
+    body = await _wechat_json(request)
+    buttons = body.get("button")
+    if not isinstance(buttons, list) or not 1 <= len(buttons) <= 3:
+        raise WeChatError(40016)
+    for button in buttons:
+        _check_button(button, top=True)
+    fake.menus[appid] = body
+    return _answer({"errcode": 0, "errmsg": "ok"})
+
+
 # -- admin endpoints (not WeChat's) -----------------------------------------------------
 
 
@@ -458,6 +283,7 @@ def create_fake_app(fake: FakeWeChat) -> web.Application:
     app.router.add_get("/cgi-bin/gettoken", wecom_gettoken)
     app.router.add_post("/cgi-bin/message/custom/send", custom_send)
     app.router.add_post("/cgi-bin/message/send", wecom_send)
+    app.router.add_post("/cgi-bin/menu/create", menu_create)
     app.router.add_get("/_fake/messages", admin_messages)
     app.router.add_post("/_fake/interactions", admin_interactions)
     app.router.add_post("/_fake/faults", admin_faults)
