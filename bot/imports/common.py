@@ -1,0 +1,79 @@
+"""What every importer needs: a database for one command, and jurisdiction rows from the
+account file (a jurisdiction the account file does not list is refused)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Protocol
+
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.errors import ConfigError
+from bot.settings import Settings
+from models.db import create_engine, session_factory
+from models.plans import JurisdictionRow
+from models.units import Resolution
+
+
+class Progress(Protocol):
+    """A progress display (the CLI's rich bar); the importers call it as rows stream by."""
+
+    def start(self, total: int | None) -> None:
+        """Called once; `total` is the estimated number of rows, if known."""
+
+    def advance(self, rows: int) -> None:
+        """Called with the number of rows read since the last call."""
+
+
+@asynccontextmanager
+async def database(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions for one CLI command; a database that is absent or not migrated is a clear error."""
+    engine = create_engine(settings.database_url)
+    try:
+        yield session_factory(engine)
+    except DBAPIError as exc:
+        raise ConfigError(
+            f"数据库出错：{exc.orig}\n（数据库未建立或未升级？请先运行 donorbot db upgrade）"
+        ) from exc
+    finally:
+        await engine.dispose()
+
+
+async def ensure_jurisdictions(
+    session: AsyncSession, settings: Settings, codes: Iterable[str]
+) -> list[str]:
+    """Create the `jurisdictions` rows the data needs, from the account file; return new ones."""
+    wanted = set(codes)
+    if not wanted:
+        return []
+    existing = set(
+        await session.scalars(select(JurisdictionRow.code).where(JurisdictionRow.code.in_(wanted)))
+    )
+    created = sorted(wanted - existing)
+    for code in created:
+        account = settings.jurisdiction(code)
+        session.add(
+            JurisdictionRow(
+                code=code,
+                name=account.name,
+                timezone=account.timezone,
+                policy=account.policy or None,
+            )
+        )
+    await session.flush()
+    return created
+
+
+def unresolved_message(found: Resolution) -> str:
+    """「县政府」未找到；最接近：县人民政府（86）… — for any file that names a unit."""
+    if found.status == "ambiguous":
+        return (
+            f"单位「{found.query}」可能是：{'、'.join(c.name for c in found.choices[:8])}；请写全称"
+        )
+    hints = "、".join(f"{s.unit.name}（{s.score:.0f}）" for s in found.suggestions)
+    return f"单位「{found.query}」未找到" + (
+        f"；最接近：{hints}" if hints else "；请先导入计划或添加别名"
+    )
