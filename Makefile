@@ -19,6 +19,7 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/donorbot demo config
 	$(BIN)/donorbot db upgrade
+	$(BIN)/donorbot demo load
 	$(BIN)/donorbot serve --fake-wechat 8081
 
 lint: install
