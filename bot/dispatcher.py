@@ -69,12 +69,6 @@ class Handler:
                 extra.update(result)
         return extra
 
-    @property
-    def doc(self) -> str:
-        return (
-            (inspect.getdoc(self.callback) or "").splitlines()[0] if self.callback.__doc__ else ""
-        )
-
 
 class Router:
     def __init__(self, name: str) -> None:
@@ -85,13 +79,19 @@ class Router:
         self,
         *filters: Filter,
         types: Iterable[str] = TEXT_TYPES,
+        events: Iterable[str] = (),
         help: HelpEntry | None = None,
     ) -> Callable[[HandlerFunc], HandlerFunc]:
-        """Register a handler for user messages (text and recognised voice by default)."""
+        """Register a handler for user messages (text and recognised voice by default).
+
+        `events` lets the same handler take events too, e.g. ``("click",)`` for a menu
+        button that asks the same question as a typed message.
+        """
 
         def register(func: HandlerFunc) -> HandlerFunc:
+            names = frozenset(e.lower() for e in events)
             self.handlers.append(
-                Handler(func, frozenset(types), frozenset(), tuple(filters), help, self.name)
+                Handler(func, frozenset(types), names, tuple(filters), help, self.name)
             )
             return func
 
@@ -172,9 +172,9 @@ def _bind(
 def build_dispatcher() -> Dispatcher:
     """Every router, in the order they are tried: specific first, help last."""
     from bot.middlewares import MIDDLEWARES, lazy_session
-    from handlers import events, help, more
+    from handlers import binding, events, help, more, quota
 
     dispatcher = Dispatcher(middlewares=list(MIDDLEWARES), lazy={"session": lazy_session})
-    for module in (events, more, help):
+    for module in (events, more, binding, quota, help):
         dispatcher.include(module.router)
     return dispatcher

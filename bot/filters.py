@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import unicodedata
 from collections.abc import Mapping
+from datetime import date
 from typing import Any
 
+from bot.intents import Query, parse_query
+from bot.menu import MENU_KEYS
 from bot.wechat.message import Message
 
 
@@ -61,7 +65,23 @@ class Intent:
     def __call__(self, message: Message, data: dict[str, Any]) -> Mapping[str, Any] | bool:
         query = data.get("query")
         if query is None:
-            from bot.intents import parse_query
-
-            query = data["query"] = parse_query(message.content, today=data["today"])
+            query = data["query"] = _query_of(message, data["today"])
         return {"query": query} if query.intent in self.intents else False
+
+
+class Choice:
+    """Passes for a bare 「1」「2」 (an answer to a numbered question); hands over `query`."""
+
+    def __call__(self, message: Message, data: dict[str, Any]) -> Mapping[str, Any] | bool:
+        query = data.get("query")
+        if query is None:
+            query = data["query"] = _query_of(message, data["today"])
+        return {"query": query} if query.choice is not None else False
+
+
+def _query_of(message: Message, today: date) -> Query:
+    """The parse of a typed message, or the question a menu button stands for."""
+    if message.is_event:
+        intent = MENU_KEYS.get(message.event_key, ("none", ""))[0]
+        return dataclasses.replace(parse_query("", today=today), intent=intent)
+    return parse_query(message.content, today=today)

@@ -99,24 +99,24 @@ class Outbox:
     async def claim(self, limit: int = 50) -> list[OutboundMessage]:
         """Due rows, leased to this worker (SKIP LOCKED on PostgreSQL; one writer on SQLite)."""
         now = self.clock.now()
+        claimable = or_(
+            (OutboundMessage.status == "pending")
+            & (OutboundMessage.next_attempt_at <= now)
+            & (OutboundMessage.locked_until.is_(None) | (OutboundMessage.locked_until < now)),
+            (OutboundMessage.status == "processing") & (OutboundMessage.locked_until < now),
+        )
         due = (
             select(OutboundMessage.id)
-            .where(
-                or_(
-                    (OutboundMessage.status == "pending")
-                    & (OutboundMessage.next_attempt_at <= now)
-                    & (
-                        OutboundMessage.locked_until.is_(None)
-                        | (OutboundMessage.locked_until < now)
-                    ),
-                    (OutboundMessage.status == "processing") & (OutboundMessage.locked_until < now),
-                )
-            )
+            .where(claimable)
             .order_by(OutboundMessage.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
         async with self.sessions() as session:
+            # Look before taking a lease: an idle worker then never writes, so it does not
+            # contend with imports for SQLite's single write lock.
+            if await session.scalar(select(OutboundMessage.id).where(claimable).limit(1)) is None:
+                return []
             rows = (
                 await session.scalars(
                     update(OutboundMessage)

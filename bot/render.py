@@ -14,6 +14,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from bot.privacy import mask_name, mask_phone
+from models.periods import format_months
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -48,6 +49,7 @@ def make_environment(path: Path = TEMPLATES) -> Environment:
     env.filters["mask_name"] = mask_name
     env.filters["num"] = number
     env.filters["bar"] = progress_bar
+    env.filters["months"] = format_months
     return env
 
 
@@ -57,5 +59,5 @@ class Renderer:
     def __init__(self, env: Environment) -> None:
         self.env = env
 
-    def __call__(self, name: str, **context: Any) -> str:
-        return self.env.get_template(f"replies/{name}.j2").render(**context).strip()
+    def __call__(self, template: str, /, **context: Any) -> str:
+        return self.env.get_template(f"replies/{template}.j2").render(**context).strip()

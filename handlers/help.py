@@ -12,12 +12,15 @@ router = Router(name=__name__)
 _TEXTUAL = frozenset({"text", "voice"})
 
 
-@router.message(types=("*",), help=HelpEntry("帮助", "查看我能做什么"))
+@router.message(types=("*",), events=("click",), help=HelpEntry("帮助", "查看我能做什么"))
 async def help_reply(
     message: Message, user: User, render: Renderer, dispatcher: Dispatcher, jurisdiction_name: str
 ) -> str:
     """Lists what this sender can ask; other kinds of message are told to send text."""
-    if message.msg_type not in _TEXTUAL or (message.msg_type == "voice" and not message.content):
+    unreadable = message.msg_type not in _TEXTUAL or (
+        message.msg_type == "voice" and not message.content
+    )
+    if unreadable and not message.is_event:  # a click is the 「使用帮助」 menu button
         return render("unsupported", kind=message.msg_type)
     return render(
         "help",

@@ -134,6 +134,7 @@ def account_settings(database_url: str, api_base: str, **overrides: object) -> S
 
     jurisdictions = {
         "rugao": {"name": "如皋市", "wechat": mp(1, "plain")},
+        "luquan": {"name": "禄劝彝族苗族自治县", "wechat": mp(4, "plain")},
         "qingpu": {"name": "上海市青浦区", "wechat": mp(2, "compatible")},
         "zhangjiajie": {
             "name": "张家界市",
