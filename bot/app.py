@@ -26,6 +26,7 @@ from bot.webhook import Webhook
 from bot.wechat.message import Message
 from bot.wechat_api import WeChatAPI
 from models.db import create_engine, session_factory
+from models.migrate import require_current_schema
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,11 @@ WEBHOOK = web.AppKey("webhook", Webhook)
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     engine = create_engine(app[SETTINGS].database_url)
+    try:
+        await require_current_schema(engine)
+    except Exception:
+        await engine.dispose()
+        raise
     app[ENGINE] = engine
     app[SESSIONS] = session_factory(engine)
     yield

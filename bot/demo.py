@@ -17,6 +17,7 @@ from sqlalchemy import and_, delete, exists, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock, SystemClock, local_now
+from bot.demo_bindings import DEMO_OFFICE, bind_demo_users
 from bot.demo_history import DemoDonation, History, plan_history
 from bot.imports import PlanImportReport, import_plan_file
 from bot.settings import Settings
@@ -47,6 +48,7 @@ class DemoReport:
     imports: list[str] = field(default_factory=list)
     headcounts: list[str] = field(default_factory=list)
     jurisdictions: list[JurisdictionDemo] = field(default_factory=list)
+    bindings: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = [*self.imports, *self.headcounts]
@@ -56,7 +58,7 @@ class DemoReport:
                 f"{j.code} {j.today}: 演示献血记录 新增 {j.inserted}、删除 {j.deleted}、"
                 f"保留 {j.kept}；{j.today.month}月：{states}{j.note}"
             )
-        return out
+        return [*out, *self.bindings]
 
 
 async def load_demo(
@@ -67,12 +69,15 @@ async def load_demo(
 ) -> DemoReport:
     """Everything `make demo` needs in the database; see data/demo/README.md."""
     from models.db import create_engine, session_factory
+    from models.migrate import require_current_schema
 
     engine = None
     if sessions is None:
         engine = create_engine(settings.database_url)
         sessions = session_factory(engine)
     try:
+        if engine is not None:
+            await require_current_schema(engine)
         return await _load(settings, clock or SystemClock(), sessions)
     finally:
         if engine is not None:
@@ -98,6 +103,12 @@ async def _load(
     report.headcounts = await _apply_headcounts(sessions)
     for code, today in todays.items():
         report.jurisdictions.append(await _history(sessions, code, today))
+        unit = await bind_demo_users(sessions, code, today)
+        if unit:
+            report.bindings.append(
+                f"donorbot chat -j {code}：默认用户是「{unit}」的联络员；"
+                f"--openid {DEMO_OFFICE} 是献血办工作人员"
+            )
     return report
 
 

@@ -244,7 +244,7 @@ async def test_qingpu_zhaoxiang_spans_august_and_september_in_units(seeded: Any)
         if r.unit == "赵巷镇" and r.day.month in (8, 9)
     )
     assert units == 300 * 2 + 100 + 10 * 2
-    assert "跨2个月" in reply
+    assert "8、9月（2个月合计）" in reply
     assert f"任务 792人份，已完成 {units:g}人份" in reply and f"还差 {792 - units:g}人份" in reply
 
 
