@@ -18,7 +18,6 @@ TTL = 0.2
 PAST_TTL = 0.35
 
 
-
 @pytest.fixture
 async def other_client(redis_storage: RedisStorage) -> AsyncIterator[Redis]:
     """A second, independent connection to the same Redis: what another process would hold."""
