@@ -9,6 +9,7 @@ Anything that must not be lost lives in the database instead.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -57,9 +58,12 @@ class MemoryStorage(_JsonMixin):
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._data: dict[str, tuple[str, float | None]] = {}
+        # (expiry, key) in expiry order: each write drops what has expired, a little at a
+        # time, so keys nobody reads again (nonces, dedup keys) never pile up and no
+        # single call has to scan the whole store.
+        self._expiries: list[tuple[float, str]] = []
         self._locks: dict[str, asyncio.Lock] = {}
         self._clock = clock
-        self._ops = 0
 
     def _alive(self, key: str) -> tuple[str, float | None] | None:
         item = self._data.get(key)
@@ -70,22 +74,26 @@ class MemoryStorage(_JsonMixin):
             return None
         return item
 
-    def _sweep(self) -> None:
-        # Amortised expiry so keys nobody reads again do not pile up forever.
-        self._ops += 1
-        if self._ops % 4096:
-            return
-        now = self._clock()
-        for key in [k for k, (_, exp) in self._data.items() if exp is not None and exp <= now]:
-            del self._data[key]
+    def _expire(self, now: float, budget: int = 8) -> None:
+        heap = self._expiries
+        while budget and heap and heap[0][0] <= now:
+            expiry, key = heapq.heappop(heap)
+            item = self._data.get(key)
+            if item is not None and item[1] == expiry:  # not rewritten since
+                del self._data[key]
+            budget -= 1
 
     async def get(self, key: str) -> str | None:
         item = self._alive(key)
         return None if item is None else item[0]
 
     async def set(self, key: str, value: str, ttl: float | None = None) -> None:
-        self._sweep()
-        self._data[key] = (value, None if ttl is None else self._clock() + ttl)
+        now = self._clock()
+        self._expire(now)
+        expiry = None if ttl is None else now + ttl
+        self._data[key] = (value, expiry)
+        if expiry is not None:
+            heapq.heappush(self._expiries, (expiry, key))
 
     async def add(self, key: str, value: str, ttl: float) -> bool:
         if self._alive(key) is not None:
@@ -123,6 +131,10 @@ class MemoryStorage(_JsonMixin):
 
     async def close(self) -> None:
         self._data.clear()
+        self._expiries.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)
 
 
 class RedisStorage(_JsonMixin):

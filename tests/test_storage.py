@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import ConnectionPool, Redis
 
-from bot.storage import RedisStorage, Storage
+from bot.storage import MemoryStorage, RedisStorage, Storage
 
 TTL = 0.2
 PAST_TTL = 0.35
@@ -211,3 +211,17 @@ async def test_different_prefixes_are_separate(
     assert await redis_storage.incr("rate:o1", ttl=60) == 1
     assert await other.incr("rate:o1", ttl=60) == 1
     assert await redis_storage.get("access_token:wx1") == "TOKEN-A"
+
+
+async def test_memory_storage_forgets_expired_keys_nobody_reads_again() -> None:
+    """Nonces and dedup keys are written once and never read: they must not pile up."""
+    now = [0.0]
+    storage = MemoryStorage(clock=lambda: now[0])
+    for i in range(10_000):
+        await storage.set(f"nonce:{i}", "x", ttl=60)
+    assert len(storage) == 10_000
+    now[0] = 61.0
+    for i in range(10_000):  # ongoing traffic drops the expired ones along the way
+        await storage.set(f"fresh:{i}", "x", ttl=60)
+    assert len(storage) == 10_000
+    assert await storage.get("nonce:1") is None and await storage.get("fresh:1") == "x"
