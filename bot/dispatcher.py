@@ -48,26 +48,51 @@ class Handler:
     router: str
     params: tuple[str, ...] = ()
 
+    is_async: tuple[bool, ...] = ()
+
     def __post_init__(self) -> None:
         self.params = tuple(inspect.signature(self.callback).parameters)
+        # Known once, here, so the per-message path never asks inspect.isawaitable.
+        self.is_async = tuple(
+            inspect.iscoroutinefunction(f) or inspect.iscoroutinefunction(type(f).__call__)
+            for f in self.filters
+        )
 
     def matches_type(self, message: Message) -> bool:
         if message.msg_type == "event":
             return message.event in self.events or "*" in self.events
         return message.msg_type in self.msg_types or "*" in self.msg_types
 
-    async def check(self, message: Message, data: dict[str, Any]) -> dict[str, Any] | None:
-        """The filters' extra arguments if every filter passes, else None."""
-        extra: dict[str, Any] = {}
+    @property
+    def any_async(self) -> bool:
+        return any(self.is_async)
+
+    def check_now(self, message: Message, data: dict[str, Any]) -> Mapping[str, Any] | None:
+        """`check` for handlers whose filters are all plain functions (no coroutine per call)."""
+        extra: dict[str, Any] | None = None
         for flt in self.filters:
             result = flt(message, data)
-            if inspect.isawaitable(result):
-                result = await result
             if not result:
                 return None
-            if isinstance(result, Mapping):
-                extra.update(result)
+            if result is not True:
+                extra = {**(extra or {}), **result}  # type: ignore[dict-item]
+        return extra if extra is not None else _NO_EXTRA
+
+    async def check(self, message: Message, data: dict[str, Any]) -> Mapping[str, Any] | None:
+        """The filters' extra arguments if every filter passes, else None."""
+        extra: dict[str, Any] = {}
+        for flt, is_async in zip(self.filters, self.is_async, strict=True):
+            result = flt(message, data)
+            if is_async:
+                result = await result  # type: ignore[misc]
+            if not result:
+                return None
+            if result is not True:
+                extra.update(result)  # type: ignore[arg-type]
         return extra
+
+
+_NO_EXTRA: Mapping[str, Any] = {}
 
 
 class Router:
@@ -116,31 +141,43 @@ class Dispatcher:
     middlewares: list[Middleware] = field(default_factory=list)
     # Values computed on demand when a handler asks for them by name (e.g. `session`).
     lazy: dict[str, Callable[[dict[str, Any]], Any]] = field(default_factory=dict)
+    _handlers: list[Handler] | None = field(default=None, init=False, repr=False)
+    _chain: Callable[[Message, dict[str, Any]], Awaitable[str | None]] | None = field(
+        default=None, init=False, repr=False
+    )
 
-    def include(self, router: Router) -> None:
+    def include(self, router: Router, *, first: bool = False) -> None:
         if any(r.name == router.name for r in self.routers):
             raise ValueError(f"router {router.name} included twice")
-        self.routers.append(router)
+        self.routers.insert(0, router) if first else self.routers.append(router)
+        self._handlers = None
 
     @property
     def handlers(self) -> list[Handler]:
-        return [h for r in self.routers for h in r.handlers]
+        if self._handlers is None:
+            self._handlers = [h for r in self.routers for h in r.handlers]
+        return self._handlers
 
     def help_entries(self, role: str) -> list[HelpEntry]:
         return [h.help for h in self.handlers if h.help and role in h.help.roles]
 
     async def feed(self, message: Message, data: dict[str, Any]) -> str | None:
         """Run the middlewares, then the first matching handler; its reply text or None."""
-        call: Callable[[Message, dict[str, Any]], Awaitable[str | None]] = self._route
-        for mw in reversed(self.middlewares):
-            call = _bind(mw, call)
-        return await call(message, data)
+        if self._chain is None:
+            call: Callable[[Message, dict[str, Any]], Awaitable[str | None]] = self._route
+            for mw in reversed(self.middlewares):
+                call = _bind(mw, call)
+            self._chain = call
+        return await self._chain(message, data)
 
     async def _route(self, message: Message, data: dict[str, Any]) -> str | None:
         for handler in self.handlers:
             if not handler.matches_type(message):
                 continue
-            extra = await handler.check(message, data)
+            if handler.any_async:
+                extra = await handler.check(message, data)
+            else:
+                extra = handler.check_now(message, data)
             if extra is None:
                 continue
             data["handler"] = handler

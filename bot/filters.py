@@ -62,21 +62,21 @@ class Intent:
     def __init__(self, *intents: str) -> None:
         self.intents = frozenset(intents)
 
-    def __call__(self, message: Message, data: dict[str, Any]) -> Mapping[str, Any] | bool:
+    def __call__(self, message: Message, data: dict[str, Any]) -> bool:
         query = data.get("query")
         if query is None:
             query = data["query"] = _query_of(message, data["today"])
-        return {"query": query} if query.intent in self.intents else False
+        return query.intent in self.intents  # the handler gets `query` from data
 
 
 class Choice:
     """Passes for a bare 「1」「2」 (an answer to a numbered question); hands over `query`."""
 
-    def __call__(self, message: Message, data: dict[str, Any]) -> Mapping[str, Any] | bool:
+    def __call__(self, message: Message, data: dict[str, Any]) -> bool:
         query = data.get("query")
         if query is None:
             query = data["query"] = _query_of(message, data["today"])
-        return {"query": query} if query.choice is not None else False
+        return query.choice is not None
 
 
 def _query_of(message: Message, today: date) -> Query:

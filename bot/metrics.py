@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -46,9 +48,13 @@ class Metrics:
             registry=self.registry,
         )
         self._latency_children = {r: self.latency.labels(r) for r in ("mp", "wecom")}
+        self._request_children: dict[tuple[str, str], Any] = {}
 
     def observe(self, route: str, outcome: str, seconds: float) -> None:
-        self.requests.labels(route, outcome).inc()
+        child = self._request_children.get((route, outcome))
+        if child is None:
+            child = self._request_children[(route, outcome)] = self.requests.labels(route, outcome)
+        child.inc()
         self._latency_children[route].observe(seconds)
 
     def render(self) -> bytes:

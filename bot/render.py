@@ -58,6 +58,22 @@ class Renderer:
 
     def __init__(self, env: Environment) -> None:
         self.env = env
+        self._memo: dict[tuple[str, tuple[tuple[str, Any], ...]], str] = {}
 
     def __call__(self, template: str, /, **context: Any) -> str:
         return self.env.get_template(f"replies/{template}.j2").render(**context).strip()
+
+    def memo(self, template: str, /, **context: Any) -> str:
+        """Like calling the renderer, for replies that depend only on a few hashable values
+        (the help text of a role): rendered once, then served from memory."""
+        key = (template, tuple(sorted(context.items())))
+        text = self._memo.get(key)
+        if text is None:
+            if len(self._memo) > 1024:
+                self._memo.clear()
+            text = self._memo[key] = self(template, **context)
+        return text
+
+    def forget(self) -> None:
+        """Drop memoised replies (after a template changes)."""
+        self._memo.clear()

@@ -114,17 +114,8 @@ class MemoryStorage(_JsonMixin):
         self._data[key] = (str(value), item[1])
         return value
 
-    @asynccontextmanager
-    async def lock(self, key: str, timeout: float = 30.0) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with asyncio.timeout(timeout):
-            await lock.acquire()
-        try:
-            yield
-        finally:
-            lock.release()
-            if not lock.locked() and not getattr(lock, "_waiters", None):
-                self._locks.pop(key, None)
+    def lock(self, key: str, timeout: float = 30.0) -> _MemoryLock:
+        return _MemoryLock(self._locks, key, timeout)
 
     async def ping(self) -> bool:
         return True
@@ -135,6 +126,35 @@ class MemoryStorage(_JsonMixin):
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+class _MemoryLock:
+    """An asyncio.Lock per key, dropped when nobody holds or waits for it.
+
+    A class rather than @asynccontextmanager: it is taken for every message, and the
+    uncontended path should cost no more than a dict lookup and a flag.
+    """
+
+    __slots__ = ("_key", "_lock", "_locks", "_timeout")
+
+    def __init__(self, locks: dict[str, asyncio.Lock], key: str, timeout: float) -> None:
+        self._locks, self._key, self._timeout = locks, key, timeout
+        self._lock: asyncio.Lock | None = None
+
+    async def __aenter__(self) -> None:
+        lock = self._lock = self._locks.setdefault(self._key, asyncio.Lock())
+        if lock.locked():
+            async with asyncio.timeout(self._timeout):
+                await lock.acquire()
+        else:
+            await lock.acquire()  # free: returns at once
+
+    async def __aexit__(self, *exc: object) -> None:
+        lock = self._lock
+        assert lock is not None
+        lock.release()
+        if not lock.locked() and not getattr(lock, "_waiters", None):
+            self._locks.pop(self._key, None)
 
 
 class RedisStorage(_JsonMixin):

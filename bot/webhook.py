@@ -40,6 +40,28 @@ MORE_HINT = "（回复「更多」查看下一页）"
 PENDING = "P"
 
 
+async def _within(task: asyncio.Task[Any], seconds: float) -> bool:
+    """Wait up to `seconds` for `task` without cancelling it; True if it finished.
+
+    asyncio.wait does the same with more bookkeeping; this runs for every message.
+    """
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+
+    def wake(_: object = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    timer = loop.call_later(seconds, wake)
+    task.add_done_callback(wake)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        task.remove_done_callback(wake)
+    return task.done()
+
+
 @dataclass
 class Webhook:
     settings: Settings
@@ -163,8 +185,7 @@ class Webhook:
 
         data = self._data(channel, message)
         task = asyncio.ensure_future(self._dispatch(message, data))
-        done, _ = await asyncio.wait({task}, timeout=self.settings.reply_budget_seconds)
-        if not done:
+        if not await _within(task, self.settings.reply_budget_seconds):
             self.metrics.budget_overruns.inc()
             await self.outbox.hold_late_reply(channel, message, plain, key, task)
             return None, "late"

@@ -22,10 +22,10 @@ async def help_reply(
     )
     if unreadable and not message.is_event:  # a click is the 「使用帮助」 menu button
         return render("unsupported", kind=message.msg_type)
-    return render(
+    return render.memo(
         "help",
         greeting="",
         role=user.role,
-        items=dispatcher.help_entries(user.role),
+        items=tuple(dispatcher.help_entries(user.role)),
         jurisdiction_name=jurisdiction_name,
     )

@@ -30,7 +30,7 @@ async def test_shutdown_finishes_the_message_in_flight(sqlite_url: str, clock: A
         return "处理完了"
 
     dispatcher = build_dispatcher()
-    dispatcher.routers.insert(0, router)
+    dispatcher.include(router, first=True)
     app = create_app(
         account_settings(sqlite_url, "http://127.0.0.1:9"), clock=clock, dispatcher=dispatcher
     )

@@ -128,7 +128,7 @@ async def test_reply_text_with_cdata_terminator_arrives_intact(make_bot: Any) ->
         return "回声：" + message.content
 
     dispatcher = build_dispatcher()
-    dispatcher.routers.insert(0, router)
+    dispatcher.include(router, first=True)
     bot = await make_bot(dispatcher=dispatcher)
     for code in MODES:
         text = "a]]>b<xml>&amp;]]]]>c"
@@ -147,7 +147,7 @@ async def test_long_reply_is_split_and_continued_with_more(make_bot: Any) -> Non
         return "\n".join(lines)
 
     dispatcher = build_dispatcher()
-    dispatcher.routers.insert(0, router)
+    dispatcher.include(router, first=True)
     bot = await make_bot(dispatcher=dispatcher)
     pages = [await bot.say("zhangjiajie", "长")]
     while pages[-1] and "更多" in pages[-1]:
@@ -173,7 +173,7 @@ async def test_location_reaches_a_handler_with_coordinates(make_bot: Any) -> Non
         return f"event {message.location[0]:.2f}"
 
     dispatcher = build_dispatcher()
-    dispatcher.routers.insert(0, router)
+    dispatcher.include(router, first=True)
     bot = await make_bot(dispatcher=dispatcher)
     xml = message_xml(
         "o1", "location", Location_X="29.1171", Location_Y="110.4792", Scale="15", Label="张家界"

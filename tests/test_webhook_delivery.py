@@ -27,7 +27,7 @@ def _counting_dispatcher(delay: float = 0.0) -> tuple[Any, list[str]]:
         return f"第{len(runs)}次处理"
 
     dispatcher = build_dispatcher()
-    dispatcher.routers.insert(0, router)
+    dispatcher.include(router, first=True)
     return dispatcher, runs
 
 
