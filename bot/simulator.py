@@ -21,57 +21,39 @@ from bot.wechat.signature import sign
 _msg_ids = itertools.count(int(time.time() * 1000) % 10**12 * 1000)
 
 
-def text_xml(
-    openid: str,
-    content: str,
-    *,
-    to: str = "gh_donorbot",
-    msg_id: int | None = None,
-    create_time: int | None = None,
-) -> bytes:
-    mid = next(_msg_ids) if msg_id is None else msg_id
+def _envelope(openid: str, to: str, msg_type: str, create_time: int | None, body: str) -> bytes:
+    """The <xml> every push shares, around the type-specific `body` (already escaped)."""
     ct = int(time.time()) if create_time is None else create_time
     return (
         f"<xml><ToUserName>{cdata(to)}</ToUserName><FromUserName>{cdata(openid)}</FromUserName>"
-        f"<CreateTime>{ct}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
-        f"<Content>{cdata(content)}</Content><MsgId>{mid}</MsgId></xml>"
+        f"<CreateTime>{ct}</CreateTime><MsgType>{cdata(msg_type)}</MsgType>{body}</xml>"
     ).encode()
 
 
-def event_xml(
-    openid: str,
-    event: str,
-    *,
-    to: str = "gh_donorbot",
-    create_time: int | None = None,
-    **fields: str,
-) -> bytes:
-    ct = int(time.time()) if create_time is None else create_time
-    extra = "".join(f"<{k}>{cdata(str(v))}</{k}>" for k, v in fields.items())
-    return (
-        f"<xml><ToUserName>{cdata(to)}</ToUserName><FromUserName>{cdata(openid)}</FromUserName>"
-        f"<CreateTime>{ct}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
-        f"<Event>{cdata(event)}</Event>{extra}</xml>"
-    ).encode()
+def _fields(fields: dict[str, str]) -> str:
+    return "".join(f"<{k}>{cdata(str(v))}</{k}>" for k, v in fields.items())
 
 
-def message_xml(
-    openid: str,
-    msg_type: str,
-    *,
-    to: str = "gh_donorbot",
-    msg_id: int | None = None,
-    create_time: int | None = None,
-    **fields: str,
-) -> bytes:
-    mid = next(_msg_ids) if msg_id is None else msg_id
-    ct = int(time.time()) if create_time is None else create_time
-    extra = "".join(f"<{k}>{cdata(str(v))}</{k}>" for k, v in fields.items())
-    return (
-        f"<xml><ToUserName>{cdata(to)}</ToUserName><FromUserName>{cdata(openid)}</FromUserName>"
-        f"<CreateTime>{ct}</CreateTime><MsgType>{cdata(msg_type)}</MsgType>{extra}"
-        f"<MsgId>{mid}</MsgId></xml>"
-    ).encode()
+def _msg_id(msg_id: int | None) -> str:
+    return f"<MsgId>{next(_msg_ids) if msg_id is None else msg_id}</MsgId>"
+
+
+def text_xml(openid: str, content: str, *, to: str = "gh_donorbot", msg_id: int | None = None,
+             create_time: int | None = None) -> bytes:  # fmt: skip
+    body = f"<Content>{cdata(content)}</Content>" + _msg_id(msg_id)
+    return _envelope(openid, to, "text", create_time, body)
+
+
+def event_xml(openid: str, event: str, *, to: str = "gh_donorbot", create_time: int | None = None,
+              **fields: str) -> bytes:  # fmt: skip
+    return _envelope(
+        openid, to, "event", create_time, f"<Event>{cdata(event)}</Event>" + _fields(fields)
+    )
+
+
+def message_xml(openid: str, msg_type: str, *, to: str = "gh_donorbot", msg_id: int | None = None,
+                create_time: int | None = None, **fields: str) -> bytes:  # fmt: skip
+    return _envelope(openid, to, msg_type, create_time, _fields(fields) + _msg_id(msg_id))
 
 
 @dataclass
