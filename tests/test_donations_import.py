@@ -310,11 +310,17 @@ async def test_synthetic_rows_stream_from_a_generator_in_batches(
         for n in range(1050):
             consumed.append(n)
             yield {
-                "record_id": f"SYN-{n}", "donated_at": date(2025, 1 + n % 12, 1),
-                "donor_id": f"SYN-DONOR-{n % 300}", "donor_name": "", "blood_type": "O",
-                "kind": "whole_blood", "volume_ml": 200 * (1 + n % 2), "therapeutic_units": None,
-                "unit": "市公安局及二级机构", "jurisdiction": "zhangjiajie",
-            }  # fmt: skip
+                "record_id": f"SYN-{n}",
+                "donated_at": date(2025, 1 + n % 12, 1),
+                "donor_id": f"SYN-DONOR-{n % 300}",
+                "donor_name": "",
+                "blood_type": "O",
+                "kind": "whole_blood",
+                "volume_ml": 200 * (1 + n % 2),
+                "therapeutic_units": None,
+                "unit": "市公安局及二级机构",
+                "jurisdiction": "zhangjiajie",
+            }
 
     class Bar:
         def __init__(self) -> None:

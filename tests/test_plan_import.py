@@ -173,8 +173,11 @@ async def test_group_headings_are_groups_with_their_members_as_children(
     assert len(groups) == 12 and "驻张部队（4个）" in groups and "市属公司" in groups
     army = units["驻张部队（4个）"].id
     assert sorted(n for n, u in units.items() if u.parent_id == army) == [
-        "市委警卫处", "市武警支队", "张家界军分区", "张家界边防检查站",
-    ]  # fmt: skip
+        "市委警卫处",
+        "市武警支队",
+        "张家界军分区",
+        "张家界边防检查站",
+    ]
     # 「其中」 children hang under their parent, the parent under its group
     assert units["市高级技工学校"].parent_id == units["市人力资源社会保障局及二级机构"].id
     assert units["市人力资源社会保障局及二级机构"].parent_id == units["政务综合部门（11个）"].id

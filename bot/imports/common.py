@@ -35,9 +35,9 @@ async def database(settings: Settings) -> AsyncIterator[async_sessionmaker[Async
     try:
         yield session_factory(engine)
     except DBAPIError as exc:
-        raise ConfigError(
-            f"数据库出错：{exc.orig}\n（数据库未建立或未升级？请先运行 donorbot db upgrade）"
-        ) from exc
+        missing = any(s in str(exc.orig) for s in ("no such table", "does not exist"))
+        hint = "\n（数据库未建立或未升级？请先运行 donorbot db upgrade）" if missing else ""
+        raise ConfigError(f"数据库出错：{exc.orig}{hint}") from exc
     finally:
         await engine.dispose()
 

@@ -7,7 +7,7 @@ code) becomes a keyed hash, the name a masked form plus a keyed hash (for bindin
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 from bot.clock import Clock, local_now
 from bot.imports import values
@@ -17,11 +17,26 @@ from bot.privacy import keyed_hash, mask_name
 from bot.settings import Settings
 from models.units import UnitDirectory
 
-# the staging table's columns, in order (see donation_store.STAGE_COLUMNS)
-Record = tuple[
-    str, str, date, str, str, str | None, str | None, str, int, float, int | None, str | None,
-    str | None, bool,
-]  # fmt: skip
+
+class Record(NamedTuple):
+    """A validated donation row, identity already hashed and masked."""
+
+    jurisdiction: str
+    record_id: str
+    donated_at: date
+    id_hash: str
+    name_masked: str
+    name_hash: str | None
+    blood_type: str | None
+    kind: str
+    volume_ml: int
+    therapeutic_units: float
+    unit_id: int | None
+    unit_raw: str | None
+    unit_raw_normalized: str | None
+    synthetic: bool
+
+
 PLATELET_UNITS = (1.0, 1.5, 2.0)
 _HASH_CACHE = 200_000
 
@@ -83,11 +98,22 @@ class DonationRowParser:
             return None
         name = values.text(row.get("donor_name"))
         unit_id, unit_raw, unit_norm = self._unit(jurisdiction, values.text(row.get("unit")))
-        return (
-            jurisdiction, record_id, donated_at, self._hash(donor_id),
-            mask_name(name), self._hash(name) if name else None, blood, kind,
-            amounts[0], amounts[1], unit_id, unit_raw, unit_norm, self.synthetic,
-        )  # fmt: skip
+        return Record(
+            jurisdiction=jurisdiction,
+            record_id=record_id,
+            donated_at=donated_at,
+            id_hash=self._hash(donor_id),
+            name_masked=mask_name(name),
+            name_hash=self._hash(name) if name else None,
+            blood_type=blood,
+            kind=kind,
+            volume_ml=amounts[0],
+            therapeutic_units=amounts[1],
+            unit_id=unit_id,
+            unit_raw=unit_raw,
+            unit_raw_normalized=unit_norm,
+            synthetic=self.synthetic,
+        )
 
     def _amounts(self, row_no: int, row: dict[str, Any], kind: str) -> tuple[int, float] | None:
         raw_volume, raw_units = row.get("volume_ml"), row.get("therapeutic_units")

@@ -40,9 +40,8 @@ class DonationImportReport:
     rows: int = 0  # valid data rows
     inserted: int = 0
     by_jurisdiction: Counter[str] = field(default_factory=Counter)
-    unmatched: dict[tuple[str, str], int] = field(
-        default_factory=dict
-    )  # (jurisdiction, name) → rows
+    # (jurisdiction, unit name as written) → rows left in the review queue
+    unmatched: dict[tuple[str, str], int] = field(default_factory=dict)
     jurisdictions_created: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -72,9 +71,18 @@ async def import_donation_file(
         if progress is not None:
             progress.start(table.estimated_rows)
         return await _import(
-            sessions, settings, table.file, table.rows, table.headers, issues,
-            dry_run=dry_run, actor=actor, clock=clock, progress=progress, synthetic=False,
-        )  # fmt: skip
+            sessions,
+            settings,
+            table.file,
+            table.rows,
+            table.headers,
+            issues,
+            dry_run=dry_run,
+            actor=actor,
+            clock=clock,
+            progress=progress,
+            synthetic=False,
+        )
 
 
 async def import_donation_rows(
@@ -99,9 +107,18 @@ async def import_donation_rows(
     if progress is not None:
         progress.start(None)
     return await _import(
-        sessions, settings, source, numbered, headers, IssueList(),
-        dry_run=dry_run, actor=actor, clock=clock, progress=progress, synthetic=synthetic,
-    )  # fmt: skip
+        sessions,
+        settings,
+        source,
+        numbered,
+        headers,
+        IssueList(),
+        dry_run=dry_run,
+        actor=actor,
+        clock=clock,
+        progress=progress,
+        synthetic=synthetic,
+    )
 
 
 async def _import(
@@ -126,9 +143,14 @@ async def _import(
                 code: await UnitDirectory.load(session, code) for code in settings.jurisdictions
             }
             parser = DonationRowParser(
-                settings, clock or SystemClock(), directories, issues, file, headers,
+                settings,
+                clock or SystemClock(),
+                directories,
+                issues,
+                file,
+                headers,
                 synthetic=synthetic,
-            )  # fmt: skip
+            )
             writer = DonationWriter(await session.connection())
             await writer.start()
             await _stream(session, settings, rows, parser, writer, issues, report, progress)
@@ -218,10 +240,10 @@ async def _write_batches(
     seen: set[str] = set()
     while (batch := await queue.get()) is not None:
         report.rows += len(batch)
-        report.by_jurisdiction.update(r[0] for r in batch)
+        report.by_jurisdiction.update(r.jurisdiction for r in batch)
         if issues:
             continue
-        new = {r[0] for r in batch} - seen
+        new = {r.jurisdiction for r in batch} - seen
         if new:
             report.jurisdictions_created += await ensure_jurisdictions(session, settings, new)
             seen |= new
@@ -232,7 +254,12 @@ def _audit(session: AsyncSession, report: DonationImportReport, actor: str) -> N
     for jurisdiction, rows in sorted(report.by_jurisdiction.items()):
         unmatched = sum(n for (j, _), n in report.unmatched.items() if j == jurisdiction)
         audit(
-            session, actor, "donations.import", jurisdiction,
-            file=report.file, rows=rows, unmatched_rows=unmatched,
+            session,
+            actor,
+            "donations.import",
+            jurisdiction,
+            file=report.file,
+            rows=rows,
+            unmatched_rows=unmatched,
             inserted_all_jurisdictions=report.inserted,
-        )  # fmt: skip
+        )

@@ -86,8 +86,15 @@ async def import_liaison_file(
                 await _store(session, settings, rows, report, issues, table.headers)
                 issues.raise_if_any()
                 for code in dict.fromkeys(r.jurisdiction for r in rows):
-                    audit(session, actor, "liaisons.import", code, file=report.file,
-                          added=len(report.added), updated=len(report.updated))  # fmt: skip
+                    audit(
+                        session,
+                        actor,
+                        "liaisons.import",
+                        code,
+                        file=report.file,
+                        added=len(report.added),
+                        updated=len(report.updated),
+                    )
                 await (session.rollback() if dry_run else session.commit())
             except BaseException:
                 await session.rollback()
@@ -162,13 +169,23 @@ async def _store(
             phone_hash = keyed_hash(key, r.phone)
             current = existing.get((found.unit.id, r.name))
             if current is None:
-                session.add(Liaison(jurisdiction=code, unit_id=found.unit.id, name=r.name,
-                                    department=r.department, title=r.title,
-                                    phone_last4=r.phone[-4:], phone_hash=phone_hash))  # fmt: skip
+                session.add(
+                    Liaison(
+                        jurisdiction=code,
+                        unit_id=found.unit.id,
+                        name=r.name,
+                        department=r.department,
+                        title=r.title,
+                        phone_last4=r.phone[-4:],
+                        phone_hash=phone_hash,
+                    )
+                )
                 report.added.append(r.masked)
             elif (current.department, current.title, current.phone_hash) != (
-                r.department, r.title, phone_hash,
-            ):  # fmt: skip
+                r.department,
+                r.title,
+                phone_hash,
+            ):
                 current.department, current.title = r.department, r.title
                 current.phone_hash, current.phone_last4 = phone_hash, r.phone[-4:]
                 report.updated.append(r.masked)

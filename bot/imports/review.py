@@ -87,8 +87,15 @@ async def alias_and_credit(
     except AliasConflict as exc:
         raise ReviewError(str(exc)) from exc
     credited = await credit(session, jurisdiction, normalize_unit_name(alias), target)
-    audit(session, actor, "units.alias_add", jurisdiction, alias=alias, unit=target.name,
-          credited=credited)  # fmt: skip
+    audit(
+        session,
+        actor,
+        "units.alias_add",
+        jurisdiction,
+        alias=alias,
+        unit=target.name,
+        credited=credited,
+    )
     return target, created, credited
 
 
