@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.errors import DonorbotError
 from bot.settings import Settings, load_settings
@@ -49,7 +50,13 @@ def db_upgrade(revision: str) -> None:
     from models.migrate import upgrade
 
     settings = _settings()
-    upgrade(settings.database_url, revision)
+    try:
+        upgrade(settings.database_url, revision)
+    except (OSError, SQLAlchemyError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise DonorbotError(
+            f"无法连接或迁移数据库 {_safe_url(settings.database_url)}：{reason}"
+        ) from None
     click.echo(f"database at {_safe_url(settings.database_url)} is at {revision}")
 
 

@@ -30,6 +30,9 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
+            # 64 MB of page cache: a unit's donations are scattered through a large table,
+            # and the default 2 MB made the progress query 1.66x slower at 1M rows than at 10k
+            cur.execute("PRAGMA cache_size=-65536")
             cur.close()
 
         return engine

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import Date, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import Date, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, Timestamped
@@ -36,7 +36,14 @@ class Donation(Timestamped, Base):
         # the progress queries: one unit, one date range → an index range scan
         Index("ix_donations_unit_date", "unit_id", "donated_at"),
         Index("ix_donations_donor_date", "donor_id", "donated_at"),
-        Index("ix_donations_unmatched", "jurisdiction", "unit_raw_normalized"),
+        # the review queue only: partial, so credited rows (nearly all) never touch it
+        Index(
+            "ix_donations_unmatched",
+            "jurisdiction",
+            "unit_raw_normalized",
+            postgresql_where=text("unit_id IS NULL"),
+            sqlite_where=text("unit_id IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

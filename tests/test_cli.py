@@ -89,3 +89,14 @@ def test_secrets_can_come_from_the_environment(
     assert wechat is not None and wechat.secret.get_secret_value() == "from-env"
     assert wechat.appid.startswith("wx")  # the rest still comes from the file
     assert "from-env" not in repr(settings)  # secrets never print
+
+
+def test_db_upgrade_on_a_missing_postgres_database_says_so(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "DONORBOT_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/no_such_db_x"
+    )
+    result = CliRunner().invoke(main, ["db", "upgrade"])
+    assert result.exit_code == 2 and "no_such_db_x" in result.output
+    assert "Traceback" not in result.output
