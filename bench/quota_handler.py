@@ -27,14 +27,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from progress_query import PG_ADMIN, build, pg_admin  # noqa: E402
+from progress_query import PG_ADMIN, build, pg_admin
 
-from bot.app import SESSIONS, WEBHOOK, create_app  # noqa: E402
-from bot.clock import FixedClock  # noqa: E402
-from bot.settings import Jurisdiction, Settings, WeChatAccount  # noqa: E402
-from bot.simulator import text_xml  # noqa: E402
-from bot.wechat.message import parse_message  # noqa: E402
-from models.users import Binding  # noqa: E402
+from bot.app import SESSIONS, WEBHOOK, create_app
+from bot.clock import FixedClock
+from bot.settings import Jurisdiction, Settings, WeChatAccount
+from bot.simulator import text_xml
+from bot.wechat.message import parse_message
+from models.users import Binding
 
 SECTION = Path(__file__).resolve().parent / "sections" / "quota.md"
 
