@@ -25,6 +25,7 @@ from bot.storage import Storage, make_storage
 from bot.webhook import Webhook
 from bot.wechat.message import Message
 from bot.wechat_api import WeChatAPI
+from handlers.donor import shipped_policies
 from models.db import create_engine, session_factory
 from models.migrate import require_current_schema
 
@@ -108,6 +109,8 @@ async def _webhook(app: web.Application) -> AsyncIterator[None]:
         "render": app[RENDER],
         "dispatcher": app[DISPATCHER],
         "apis": app[APIS],
+        # loaded and validated at start-up: a broken policy file stops the server here
+        "policies": shipped_policies(),
     }
     app[WEBHOOK] = Webhook(
         app[SETTINGS],

@@ -21,6 +21,7 @@ from bot.demo_bindings import DEMO_OFFICE, bind_demo_users
 from bot.demo_history import DemoDonation, History, plan_history
 from bot.imports import PlanImportReport, import_plan_file
 from bot.settings import Settings
+from bot.sites import load_sites
 from models.donations import Donation, Donor
 from models.plans import JurisdictionRow, Plan, Unit
 from models.progress import jurisdiction_progress
@@ -101,6 +102,9 @@ async def _load(
         )
         report.imports.append(f"{path.name} → {today.year}（演示）: {_summary(copy)}")
     report.headcounts = await _apply_headcounts(sessions)
+    async with sessions() as session:
+        report.imports += (await load_sites(session, settings)).lines()
+        await session.commit()
     for code, today in todays.items():
         report.jurisdictions.append(await _history(sessions, code, today))
         unit = await bind_demo_users(sessions, code, today)

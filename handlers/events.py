@@ -14,6 +14,7 @@ from bot.render import Renderer
 from bot.storage import Storage
 from bot.users import erase_user
 from bot.wechat.message import Message
+from models.donor_extras import erase_consent
 from models.messaging import TemplateSendEvent
 from models.users import SubscriberDaily
 
@@ -48,6 +49,7 @@ async def farewell(
 ) -> None:
     """Deletes what we hold about a user who unfollows, keeping only anonymised counts."""
     removed = await erase_user(session, storage, jurisdiction, message.source)
+    removed += await erase_consent(session, jurisdiction, message.source)
     await _count(session, jurisdiction, today, "unsubscribes")
     log.info("unsubscribe erased user data", extra={"bindings_removed": removed})
     return None

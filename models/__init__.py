@@ -5,6 +5,7 @@ Importing this package registers every table on `Base.metadata` (Alembic's targe
 
 from models.base import Base
 from models.donations import BloodUse, Donation, Donor
+from models.donor_extras import EmergencyConsent
 from models.invites import Invite
 from models.messaging import OutboundMessage, TemplateSendEvent
 from models.people import AuditEntry, Liaison, Site
@@ -18,6 +19,7 @@ __all__ = [
     "BloodUse",
     "Donation",
     "Donor",
+    "EmergencyConsent",
     "Invite",
     "JurisdictionRow",
     "Liaison",
