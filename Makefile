@@ -33,6 +33,11 @@ test: lint unit
 
 bench: install
 	$(BIN)/python bench/webhook.py
+	$(BIN)/python bench/import_donations.py
+	$(BIN)/python bench/progress_query.py
+	$(BIN)/python bench/quota_handler.py
+	$(BIN)/python bench/intent_accuracy.py
+	$(BIN)/python bench/report.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -142,3 +142,14 @@ async def test_upgrade_can_run_from_async_code(sqlite_url: str) -> None:
 
     await upgrade_async(sqlite_url)
     assert await asyncio.to_thread(tables, sqlite_url) == MODEL_TABLES | {"alembic_version"}
+
+
+def test_revision_ids_fit_alembic_version_column() -> None:
+    """alembic_version.version_num is VARCHAR(32): a longer id fails only on PostgreSQL."""
+    from alembic.script import ScriptDirectory
+
+    from models.migrate import alembic_config
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    too_long = [r.revision for r in script.walk_revisions() if len(r.revision) > 32]
+    assert too_long == []

@@ -31,7 +31,7 @@ class Progress(Protocol):
 @asynccontextmanager
 async def database(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     """Sessions for one CLI command; a database that is absent or not migrated is a clear error."""
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, sqlite_cache_mb=None)
     try:
         yield session_factory(engine)
     except DBAPIError as exc:
