@@ -36,6 +36,7 @@ bench: install
 	$(BIN)/python bench/import_donations.py
 	$(BIN)/python bench/progress_query.py
 	$(BIN)/python bench/quota_handler.py
+	$(BIN)/python bench/entitlement_handler.py
 	$(BIN)/python bench/intent_accuracy.py
 	$(BIN)/python bench/report.py
 
