@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -99,6 +100,29 @@ def pg_url() -> Iterator[str]:
     base = PG_ADMIN_URL.rsplit("/", 1)[0]
     yield f"{base}/{name}"
     asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """A migrated database, once on SQLite and once on PostgreSQL."""
+    url: str = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The five seed jurisdictions' account file (`donorbot demo config`), as the CLI sees it."""
+    from click.testing import CliRunner
+
+    from bot.cli import main
+    from bot.settings import load_settings
+
+    account = tmp_path / "donorbot.toml"
+    assert CliRunner().invoke(main, ["demo", "config", "--path", str(account)]).exit_code == 0
+    monkeypatch.setenv("DONORBOT_CONFIG", str(account))
+    monkeypatch.setenv("DONORBOT_DATABASE_URL", db_url)
+    return load_settings()
 
 
 @pytest.fixture

@@ -20,10 +20,9 @@ from bot.clock import FixedClock
 from bot.imports import ImportFailed, import_donation_file, import_donation_rows, import_plan_file
 from bot.imports import donations as donations_module
 from bot.privacy import keyed_hash
-from bot.settings import Settings, load_settings
+from bot.settings import Settings
 from models.db import create_engine, session_factory
 from models.donations import Donation, Donor
-from models.migrate import upgrade
 from models.people import AuditEntry
 from models.plans import Unit
 
@@ -35,22 +34,6 @@ HEADER = (
     "unit,jurisdiction\n"
 )
 Sessions = async_sessionmaker[AsyncSession]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest) -> str:
-    url: str = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
-    upgrade(url)
-    return url
-
-
-@pytest.fixture
-def settings(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    account = tmp_path / "donorbot.toml"
-    assert CliRunner().invoke(main, ["demo", "config", "--path", str(account)]).exit_code == 0
-    monkeypatch.setenv("DONORBOT_CONFIG", str(account))
-    monkeypatch.setenv("DONORBOT_DATABASE_URL", db_url)
-    return load_settings()
 
 
 @pytest.fixture

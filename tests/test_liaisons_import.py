@@ -16,9 +16,8 @@ from bot.imports import ImportFailed, import_liaison_file, import_plan_file
 from bot.imports.liaisons import phone_digits
 from bot.imports.values import CellError
 from bot.privacy import keyed_hash
-from bot.settings import Settings, load_settings
+from bot.settings import Settings
 from models.db import create_engine, session_factory
-from models.migrate import upgrade
 from models.people import Liaison
 
 HERE = Path(__file__).resolve().parent
@@ -26,22 +25,6 @@ SEEDS = HERE.parent / "data" / "seed_plans"
 FIXTURE = HERE / "data" / "imports" / "liaisons-luquan.csv"
 Sessions = async_sessionmaker[AsyncSession]
 FULL_WIDTH = "13800000001".translate({ord(d): 0xFF10 + int(d) for d in "0123456789"})
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest) -> str:
-    url: str = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
-    upgrade(url)
-    return url
-
-
-@pytest.fixture
-def settings(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    account = tmp_path / "donorbot.toml"
-    assert CliRunner().invoke(main, ["demo", "config", "--path", str(account)]).exit_code == 0
-    monkeypatch.setenv("DONORBOT_CONFIG", str(account))
-    monkeypatch.setenv("DONORBOT_DATABASE_URL", db_url)
-    return load_settings()
 
 
 @pytest.fixture

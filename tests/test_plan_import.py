@@ -16,9 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.cli import main
 from bot.imports import ImportFailed, import_plan_file
-from bot.settings import Settings, load_settings
+from bot.settings import Settings
 from models.db import create_engine, session_factory
-from models.migrate import upgrade
 from models.people import AuditEntry
 from models.plans import JurisdictionRow, Plan, PlanLine, Unit
 
@@ -38,23 +37,6 @@ SEED_LINES = {
     "rugao-2020.csv": {("rugao", 2020, "人"): {"scheduled": 82, "annual": 2}},
     "qingpu-2021.csv": {("qingpu", 2021, "人份"): {"annual": 67, "scheduled": 17}},
 }
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest) -> str:
-    url: str = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
-    upgrade(url)
-    return url
-
-
-@pytest.fixture
-def settings(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """The five seed jurisdictions' account file, made by `donorbot demo config`."""
-    account = tmp_path / "donorbot.toml"
-    assert CliRunner().invoke(main, ["demo", "config", "--path", str(account)]).exit_code == 0
-    monkeypatch.setenv("DONORBOT_CONFIG", str(account))
-    monkeypatch.setenv("DONORBOT_DATABASE_URL", db_url)
-    return load_settings()
 
 
 @pytest.fixture
