@@ -18,7 +18,7 @@ from typing import Any
 
 from bot.errors import BadMessage
 
-_FORBIDDEN = ("<!DOCTYPE", "<!ENTITY", "<!doctype", "<!entity")
+_DTD = re.compile(r"<!(?:DOCTYPE|ENTITY)", re.IGNORECASE)
 _CDATA = re.compile(r"<!\[CDATA\[.*?\]\]>", re.S)
 MAX_FIELD = 16 * 1024
 # WeChat nests at most 4 deep (SendPicsInfo/PicList/item/PicMd5Sum)
@@ -43,8 +43,7 @@ def _element_value(el: ET.Element, depth: int = 0) -> Any:
 
 def _declares_dtd(text: str) -> bool:
     """A DOCTYPE/ENTITY outside CDATA; a user may well *type* 「<!DOCTYPE html>」."""
-    outside = _CDATA.sub("", text)
-    return any(marker in outside for marker in _FORBIDDEN)
+    return _DTD.search(_CDATA.sub("", text)) is not None
 
 
 def parse_xml(body: bytes) -> dict[str, Any]:
@@ -57,18 +56,29 @@ def parse_xml(body: bytes) -> dict[str, Any]:
         raise BadMessage("body is not UTF-8") from None
     if "\x00" in text:  # never in XML; UTF-16/32 needs it, and expat would detect UTF-16
         raise BadMessage("NUL in body")
-    if any(marker in text for marker in _FORBIDDEN) and _declares_dtd(text):
+    if _DTD.search(text) and _declares_dtd(text):
         raise BadMessage("DTDs and entities are not allowed")
     try:
         # A str makes expat parse as UTF-8 whatever the XML declaration says.
-        root = ET.fromstring(text)  # noqa: S314 - see _FORBIDDEN
+        root = ET.fromstring(text)  # noqa: S314 - DTDs refused above
     except ET.ParseError as exc:
         raise BadMessage(f"malformed XML: {exc}") from None
     if root.tag != "xml":
         raise BadMessage("root element must be <xml>")
-    data = _element_value(root)
-    if not isinstance(data, dict):
+    if len(root) == 0:
         raise BadMessage("empty <xml>")
+    data: dict[str, Any] = {}
+    for child in root:  # flat fields inline: nearly every push is one level deep
+        tag = child.tag
+        if len(child):
+            value: Any = _element_value(child, 1)
+        else:  # user text keeps its spaces; WeChat's own fields are trimmed, as xmltodict does
+            value = (child.text or "") if tag == "Content" else (child.text or "").strip()
+        if tag in data:  # repeated tags (several <List>) become a list
+            prev = data[tag]
+            data[tag] = [*prev, value] if isinstance(prev, list) else [prev, value]
+        else:
+            data[tag] = value
     return data
 
 
