@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -225,5 +226,16 @@ def create_app(
     app.cleanup_ctx.extend([_database, _storage, _wechat_api, _webhook])
     if embedded_worker:
         app.cleanup_ctx.append(_embedded_worker)
+    app.on_startup.append(_freeze_heap)
     _routes(app)
     return app
+
+
+async def _freeze_heap(app: web.Application) -> None:
+    """Move everything loaded at start-up out of the cyclic GC's reach.
+
+    Each full collection otherwise rescans the ~130k objects SQLAlchemy, pydantic and
+    Jinja2 leave behind at import time: 75-120 ms pauses, the webhook's p99 under load.
+    """
+    gc.collect()
+    gc.freeze()
