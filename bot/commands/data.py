@@ -1,5 +1,5 @@
-"""Data commands: `plan import`, `donations import`, `liaisons import`, and the unit review queue
-(`units unmatched`, `units alias add`, `units rematch`).
+"""Data commands: `plan import`, `donations import`, `liaisons import`, `ledger import`, and
+the unit review queue (`units unmatched`, `units alias add`, `units rematch`).
 
 Exit codes: 0 done, 1 the file (or the request) has errors — all printed, nothing written —,
 2 configuration or database errors (printed by the CLI's group, never a traceback).
@@ -32,6 +32,7 @@ def register(main: click.Group) -> None:
     _group(main, "plan", "计划：导入与对账。").add_command(plan_import, "import")
     _group(main, "donations", "献血记录：导入。").add_command(donations_import, "import")
     _group(main, "liaisons", "联络员：导入。").add_command(liaisons_import, "import")
+    _group(main, "ledger", "用血/报销台账：导入。").add_command(ledger_import, "import")
     units = _group(main, "units", "单位：待核对队列与别名。")
     units.add_command(units_unmatched, "unmatched")
     units.add_command(units_rematch, "rematch")
@@ -110,6 +111,24 @@ def liaisons_import(file: Path, dry_run: bool, actor: str) -> None:
                 sessions, settings, file, dry_run=dry_run, actor=actor
             )
         _echo(render.liaison_report(report))
+
+    _run(work)
+
+
+@click.command()
+@click.argument("file", type=FILE)
+@click.option("--dry-run", is_flag=True, help="完整试导入后回滚，显示确切数字")
+@click.option("--actor", default="cli", show_default=True, help="审计日志中的操作人")
+def ledger_import(file: Path, dry_run: bool, actor: str) -> None:
+    """导入用血/报销台账；献血者须已存在，已有的记录不会重复计入。"""
+    from bot.imports.ledger import import_ledger_file, report_lines
+
+    async def work(settings: Settings) -> None:
+        async with database(settings) as sessions:
+            report = await import_ledger_file(
+                sessions, settings, file, dry_run=dry_run, actor=actor
+            )
+        _echo(report_lines(report))
 
     _run(work)
 

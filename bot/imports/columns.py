@@ -110,3 +110,17 @@ LIAISONS = TableSpec(
         "phone": ("手机", "电话", "联系电话", "手机号", "手机号码", "联系方式"),
     },
 )
+
+LEDGER = TableSpec(
+    label="用血报销",
+    columns=("jurisdiction", "donor_id", "used_at", "volume_ml", "relation", "note"),
+    required=frozenset({"jurisdiction", "donor_id", "used_at", "volume_ml", "relation"}),
+    aliases={
+        "jurisdiction": _SHARED["jurisdiction"],
+        "donor_id": ("身份证号", "身份证号码", "献血者编号", "证件号码", "证件号"),
+        "used_at": ("用血日期", "报销日期", "日期"),
+        "volume_ml": ("用血量", "用血量ml", "毫升", "报销量"),
+        "relation": ("关系", "用血人关系", "与献血者关系"),
+        "note": ("备注", "说明"),
+    },
+)
