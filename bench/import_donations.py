@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
+from bot.imports.columns import DONATIONS
+
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "data" / "seed_plans"
 DONORBOT = [sys.executable, "-m", "bot"]
@@ -82,20 +84,7 @@ def generate(path: Path, rows: int, seed: int = 20260315) -> None:
     donors = max(rows // 3, 1)
     with path.open("w", encoding="utf-8", newline="") as fh:
         out = csv.writer(fh)
-        out.writerow(
-            [
-                "record_id",
-                "donated_at",
-                "donor_id",
-                "donor_name",
-                "blood_type",
-                "kind",
-                "volume_ml",
-                "therapeutic_units",
-                "unit",
-                "jurisdiction",
-            ]
-        )
+        out.writerow(DONATIONS.columns)  # the canonical header, from the importer itself
         for n in range(rows):
             jurisdiction, unit = rng.choice(units)
             donor = rng.randrange(donors)
