@@ -29,6 +29,21 @@ class Progress(Protocol):
 
 
 @asynccontextmanager
+async def import_transaction(
+    sessions: async_sessionmaker[AsyncSession], *, dry_run: bool
+) -> AsyncIterator[AsyncSession]:
+    """One transaction for a whole import: committed at the end, rolled back on --dry-run or
+    on any error (nothing half-imported)."""
+    async with sessions() as session:
+        try:
+            yield session
+            await (session.rollback() if dry_run else session.commit())
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+@asynccontextmanager
 async def database(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     """Sessions for one CLI command; a database that is absent or not migrated is a clear error."""
     engine = create_engine(settings.database_url, sqlite_cache_mb=None)

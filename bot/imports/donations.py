@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock, SystemClock
 from bot.imports.columns import DONATIONS
-from bot.imports.common import Progress, ensure_jurisdictions
+from bot.imports.common import Progress, ensure_jurisdictions, import_transaction
 from bot.imports.donation_rows import DonationRowParser, Record
 from bot.imports.donation_store import DonationWriter
 from bot.imports.issues import IssueList
@@ -137,32 +137,27 @@ async def _import(
 ) -> DonationImportReport:
     started = time.perf_counter()
     report = DonationImportReport(file, dry_run)
-    async with sessions() as session:
-        try:
-            directories = {
-                code: await UnitDirectory.load(session, code) for code in settings.jurisdictions
-            }
-            parser = DonationRowParser(
-                settings,
-                clock or SystemClock(),
-                directories,
-                issues,
-                file,
-                headers,
-                synthetic=synthetic,
-            )
-            writer = DonationWriter(await session.connection())
-            await writer.start()
-            await _stream(session, settings, rows, parser, writer, issues, report, progress)
-            issues.raise_if_any()
-            await writer.finish()
-            report.inserted = writer.inserted
-            report.unmatched = parser.unmatched
-            _audit(session, report, actor)
-            await (session.rollback() if dry_run else session.commit())
-        except BaseException:
-            await session.rollback()
-            raise
+    async with import_transaction(sessions, dry_run=dry_run) as session:
+        directories = {
+            code: await UnitDirectory.load(session, code) for code in settings.jurisdictions
+        }
+        parser = DonationRowParser(
+            settings,
+            clock or SystemClock(),
+            directories,
+            issues,
+            file,
+            headers,
+            synthetic=synthetic,
+        )
+        writer = DonationWriter(await session.connection())
+        await writer.start()
+        await _stream(session, settings, rows, parser, writer, issues, report, progress)
+        issues.raise_if_any()
+        await writer.finish()
+        report.inserted = writer.inserted
+        report.unmatched = parser.unmatched
+        _audit(session, report, actor)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.clock import Clock, SystemClock
 from bot.imports import values
 from bot.imports.columns import LEDGER
-from bot.imports.common import ensure_jurisdictions
+from bot.imports.common import ensure_jurisdictions, import_transaction
 from bot.imports.issues import IssueList
 from bot.imports.reader import open_table
 from bot.imports.values import CellError
@@ -136,24 +136,19 @@ async def import_ledger_file(
         rows = _parse(table.file, table.rows, table.headers, settings, now, issues)
         # no early raise: unknown donors are reported together with the cell errors
         report = LedgerImportReport(table.file, dry_run, rows=len(rows))
-        async with sessions() as session:
-            try:
-                await _store(session, settings, rows, report, issues, table.headers)
-                issues.raise_if_any()
-                for code in dict.fromkeys(r.jurisdiction for r in rows):
-                    audit(
-                        session,
-                        actor,
-                        "ledger.import",
-                        code,
-                        file=report.file,
-                        added=report.added,
-                        unchanged=report.unchanged,
-                    )
-                await (session.rollback() if dry_run else session.commit())
-            except BaseException:
-                await session.rollback()
-                raise
+        async with import_transaction(sessions, dry_run=dry_run) as session:
+            await _store(session, settings, rows, report, issues, table.headers)
+            issues.raise_if_any()
+            for code in dict.fromkeys(r.jurisdiction for r in rows):
+                audit(
+                    session,
+                    actor,
+                    "ledger.import",
+                    code,
+                    file=report.file,
+                    added=report.added,
+                    unchanged=report.unchanged,
+                )
     return report
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.imports import values
 from bot.imports.columns import LIAISONS
-from bot.imports.common import ensure_jurisdictions, unresolved_message
+from bot.imports.common import ensure_jurisdictions, import_transaction, unresolved_message
 from bot.imports.issues import IssueList
 from bot.imports.reader import open_table
 from bot.imports.values import CellError
@@ -81,24 +81,19 @@ async def import_liaison_file(
         rows = _parse(table.file, table.rows, table.headers, settings, issues)
         issues.raise_if_any()
         report = LiaisonImportReport(table.file, dry_run, rows=len(rows))
-        async with sessions() as session:
-            try:
-                await _store(session, settings, rows, report, issues, table.headers)
-                issues.raise_if_any()
-                for code in dict.fromkeys(r.jurisdiction for r in rows):
-                    audit(
-                        session,
-                        actor,
-                        "liaisons.import",
-                        code,
-                        file=report.file,
-                        added=len(report.added),
-                        updated=len(report.updated),
-                    )
-                await (session.rollback() if dry_run else session.commit())
-            except BaseException:
-                await session.rollback()
-                raise
+        async with import_transaction(sessions, dry_run=dry_run) as session:
+            await _store(session, settings, rows, report, issues, table.headers)
+            issues.raise_if_any()
+            for code in dict.fromkeys(r.jurisdiction for r in rows):
+                audit(
+                    session,
+                    actor,
+                    "liaisons.import",
+                    code,
+                    file=report.file,
+                    added=len(report.added),
+                    updated=len(report.updated),
+                )
     return report
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.imports.checks import CheckResult, evaluate, load_checks
 from bot.imports.columns import PLAN
-from bot.imports.common import ensure_jurisdictions
+from bot.imports.common import ensure_jurisdictions, import_transaction
 from bot.imports.issues import IssueList
 from bot.imports.plan_rows import PlanRow, parse_plan_rows, redate
 from bot.imports.plan_store import PlanDiff, UnitChanges, store_plan, store_units
@@ -106,17 +106,12 @@ async def import_plan_file(
     rows = plan_file.rows if year_override is None else redate(plan_file.rows, year_override)
     report = PlanImportReport(plan_file.file, dry_run, rows=len(rows))
     report.checks, report.checks_file = plan_file.checks, plan_file.checks_file
-    async with sessions() as session:
-        try:
-            report.jurisdictions_created = await ensure_jurisdictions(
-                session, settings, plan_file.jurisdictions
-            )
-            await _store(session, report, rows, demo=demo, source=plan_file.source)
-            _audit(session, report, actor)
-            await (session.rollback() if dry_run else session.commit())
-        except BaseException:
-            await session.rollback()
-            raise
+    async with import_transaction(sessions, dry_run=dry_run) as session:
+        report.jurisdictions_created = await ensure_jurisdictions(
+            session, settings, plan_file.jurisdictions
+        )
+        await _store(session, report, rows, demo=demo, source=plan_file.source)
+        _audit(session, report, actor)
     return report
 
 
