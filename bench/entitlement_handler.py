@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import platform
-import statistics
 import sys
 import time
 import uuid
@@ -29,6 +27,7 @@ from sqlalchemy import text
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from progress_query import PG_ADMIN, build, pg_admin
+from quota_handler import handler_section, summarize
 
 from bot.app import SESSIONS, WEBHOOK, create_app
 from bot.clock import FixedClock
@@ -106,30 +105,16 @@ async def _time_handler(url: str, today: date, calls: int) -> dict[str, Any]:
         if n >= 50:
             times.append(elapsed)
     await runner.cleanup()
-    times.sort()
-    return {
-        "calls": calls,
-        "median": statistics.median(times),
-        "p99": times[int(len(times) * 0.99) - 1],
-        "max": times[-1],
-        "reply": reply,
-    }
+    return {**summarize(times), "reply": reply}
 
 
 def render(result: dict[str, Any], size: int, command: str) -> str:
-    verdict = "PASS" if result["p99"] < 10 else "FAIL"
-    return (
-        "## Donor entitlement handler (issue 5)\n\n"
-        f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, "
-        f"Python {platform.python_version()}\n"
-        f"- Command: `{command}`\n"
-        f"- PostgreSQL with {size:,} donations; one bound donor with 60 donations and 10 "
+    setup = (
+        f"PostgreSQL with {size:,} donations; one bound donor with 60 donations and 10 "
         "ledger entries asks 「我能免费用多少血」 (policy hunan-2015); the app's dispatcher "
-        "path, no HTTP.\n\n"
-        "| calls | median | p99 | max | target p99 |\n|---:|---:|---:|---:|---|\n"
-        f"| {result['calls']} | {result['median']:.2f} ms | {result['p99']:.2f} ms | "
-        f"{result['max']:.2f} ms | < 10 ms: **{verdict}** |\n"
+        "path, no HTTP."
     )
+    return handler_section("Donor entitlement handler (issue 5)", setup, result, command)
 
 
 def main() -> None:
