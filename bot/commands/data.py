@@ -58,14 +58,23 @@ def _run(work: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
         sys.exit(1)
 
 
+def import_options(command: Callable[..., None]) -> Callable[..., None]:
+    """FILE, --dry-run and --actor, the same for every import command."""
+    command = click.option("--actor", default="cli", show_default=True, help="审计日志中的操作人")(
+        command
+    )
+    command = click.option(
+        "--dry-run", is_flag=True, help="完整试导入后回滚：显示确切的改动，不写入"
+    )(command)
+    return click.argument("file", type=FILE)(command)
+
+
 def _echo(lines: list[str]) -> None:
     click.echo("\n".join(lines))
 
 
 @click.command()
-@click.argument("file", type=FILE)
-@click.option("--dry-run", is_flag=True, help="只显示将做的改动，不写入")
-@click.option("--actor", default="cli", show_default=True, help="审计日志中的操作人")
+@import_options
 def plan_import(file: Path, dry_run: bool, actor: str) -> None:
     """导入计划文件（CSV/XLSX），打印改动与对账报告。"""
     from bot.imports.plans import import_plan_file
@@ -79,9 +88,7 @@ def plan_import(file: Path, dry_run: bool, actor: str) -> None:
 
 
 @click.command()
-@click.argument("file", type=FILE)
-@click.option("--dry-run", is_flag=True, help="完整试导入后回滚，显示确切数字")
-@click.option("--actor", default="cli", show_default=True, help="审计日志中的操作人")
+@import_options
 def donations_import(file: Path, dry_run: bool, actor: str) -> None:
     """导入献血记录（可达百万行，流式读取）；重复的记录号不会重复计数。"""
     from bot.imports.donations import import_donation_file
@@ -98,9 +105,7 @@ def donations_import(file: Path, dry_run: bool, actor: str) -> None:
 
 
 @click.command()
-@click.argument("file", type=FILE)
-@click.option("--dry-run", is_flag=True, help="只显示将做的改动，不写入")
-@click.option("--actor", default="cli", show_default=True, help="审计日志中的操作人")
+@import_options
 def liaisons_import(file: Path, dry_run: bool, actor: str) -> None:
     """导入联络员名录；电话只保存加密摘要和后四位，输出中姓名、电话均打码。"""
     from bot.imports.liaisons import import_liaison_file
@@ -116,9 +121,7 @@ def liaisons_import(file: Path, dry_run: bool, actor: str) -> None:
 
 
 @click.command()
-@click.argument("file", type=FILE)
-@click.option("--dry-run", is_flag=True, help="完整试导入后回滚，显示确切数字")
-@click.option("--actor", default="cli", show_default=True, help="审计日志中的操作人")
+@import_options
 def ledger_import(file: Path, dry_run: bool, actor: str) -> None:
     """导入用血/报销台账；献血者须已存在，已有的记录不会重复计入。"""
     from bot.imports.ledger import import_ledger_file, report_lines
