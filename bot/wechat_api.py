@@ -9,6 +9,8 @@ does not touch Redis on every call.
 Errors: a non-zero errcode raises `WeChatAPIError`; anything that means "WeChat did
 not answer properly" (timeout, connection reset, HTTP 5xx, a body that is not JSON)
 raises `WeChatTransportError`. Neither message ever contains the secret or the token.
+What to do about one (retry, wait for tomorrow's quota, give up with a reason) is
+decided in one place, `bot.errors.classify_error`.
 """
 
 from __future__ import annotations
@@ -129,6 +131,54 @@ class WeChatAPI:
             return await self.call("POST", "/cgi-bin/message/send", json=payload)
         payload = {"touser": openid, "msgtype": "text", "text": {"content": content}}
         return await self.call("POST", "/cgi-bin/message/custom/send", json=payload)
+
+    async def send_template(
+        self,
+        openid: str,
+        template_id: str,
+        data: dict[str, str],
+        *,
+        url: str | None = None,
+        client_msg_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Send a template message (服务号); the answer carries WeChat's `msgid`.
+
+        `client_msg_id` makes a resend safe: WeChat sends one message per (openid,
+        client_msg_id) within 10 minutes and answers a repeat with the first msgid.
+        Since May 2023 WeChat no longer shows the `first` and `remark` fields, and
+        shows at most 20 characters of each value (the rest becomes 「…」).
+        """
+        self._mp_only("template messages")
+        payload: dict[str, Any] = {"touser": openid, "template_id": template_id}
+        if url:
+            payload["url"] = url
+        payload["data"] = _template_data(data)
+        if client_msg_id:
+            payload["client_msg_id"] = client_msg_id
+        return await self.call("POST", "/cgi-bin/message/template/send", json=payload)
+
+    async def send_subscribe(
+        self,
+        openid: str,
+        template_id: str,
+        data: dict[str, str],
+        *,
+        page: str | None = None,
+    ) -> dict[str, Any]:
+        """Send a subscription notice (服务号订阅通知, `bizsend`) the user has accepted.
+
+        43101 means the user has not accepted this template (or used up the acceptance).
+        """
+        self._mp_only("subscription notices")
+        payload: dict[str, Any] = {"touser": openid, "template_id": template_id}
+        if page:
+            payload["page"] = page
+        payload["data"] = _template_data(data)
+        return await self.call("POST", "/cgi-bin/message/subscribe/bizsend", json=payload)
+
+    def _mp_only(self, what: str) -> None:
+        if self._kind != "mp":
+            raise ValueError(f"{what} is an Official Account (mp) API, not WeCom's")
 
     # -- token cache -------------------------------------------------------------------
 
@@ -263,3 +313,8 @@ class WeChatAPI:
             if secret:
                 text = text.replace(str(secret), "***")
         return text
+
+
+def _template_data(data: dict[str, str]) -> dict[str, dict[str, str]]:
+    """{"keyword1": "3月"} → {"keyword1": {"value": "3月"}}, as both template APIs expect."""
+    return {key: {"value": str(value)} for key, value in data.items()}

@@ -13,7 +13,15 @@ import pytest
 from aiohttp import web
 
 from bot.clock import FixedClock
-from bot.errors import TRANSIENT_ERRCODES, WeChatAPIError, WeChatTransportError
+from bot.errors import (
+    TRANSIENT_ERRCODES,
+    WeChatAPIError,
+    WeChatTransportError,
+    classify_error,
+    is_quota,
+    is_transient,
+    permanent_reason,
+)
 from bot.fake_wechat import FakeWeChat, Fault, create_fake_app
 from bot.storage import MemoryStorage, RedisStorage, Storage
 from bot.wechat_api import WeChatAPI
@@ -294,3 +302,193 @@ async def test_token_is_cached_for_five_minutes_less_than_wechat_grants(
     await make_api(redis_storage).access_token()
     ttl_ms = await redis_storage.redis.pttl(redis_storage.prefix + f"wechat:token:mp:{APPID}")
     assert 6890_000 < ttl_ms <= 6900_000
+
+
+# -- template messages and subscription notices -------------------------------------------
+
+TEMPLATE = "/cgi-bin/message/template/send"
+BIZSEND = "/cgi-bin/message/subscribe/bizsend"
+TID = "tpl-drive-reminder-0001"
+FIELDS = {"keyword1": "慈利县", "keyword2": "3月20日"}
+
+
+async def test_send_template_sends_what_wechat_documents(
+    fake: FakeWeChat, make_api: MakeAPI
+) -> None:
+    answer = await make_api().send_template(
+        DONOR, TID, FIELDS, url="https://example.org/drive", client_msg_id="delivery-1"
+    )
+    [message] = fake.messages
+    assert answer["msgid"] == message["msgid"]
+    assert message["payload"] == {
+        "touser": DONOR,
+        "template_id": TID,
+        "url": "https://example.org/drive",
+        "data": {"keyword1": {"value": "慈利县"}, "keyword2": {"value": "3月20日"}},
+        "client_msg_id": "delivery-1",
+    }
+    await make_api().send_template(DONOR, TID, FIELDS)  # url and client_msg_id are optional
+    assert set(fake.messages[1]["payload"]) == {"touser", "template_id", "data"}
+
+
+async def test_send_subscribe_needs_the_users_acceptance(
+    fake: FakeWeChat, make_api: MakeAPI
+) -> None:
+    api = make_api()
+    data = {"thing1": "慈利县三月献血", "time2": "2018-03-20"}
+    with pytest.raises(WeChatAPIError) as refused:
+        await api.send_subscribe(DONOR, TID, data)
+    kind, reason = classify_error(refused.value)
+    assert kind == "permanent" and reason.startswith("用户拒绝接收订阅消息")
+    fake.set_user_state(APPID, DONOR, f"subscribed_template:{TID}")
+    answer = await api.send_subscribe(DONOR, TID, data, page="pages/drive/index")
+    [message] = fake.messages
+    assert answer["msgid"] == message["msgid"] and message["msgtype"] == "subscribe"
+    assert message["payload"]["page"] == "pages/drive/index"
+    assert message["payload"]["data"]["thing1"] == {"value": "慈利县三月献血"}
+
+
+async def test_wecom_has_no_template_messages(make_api: MakeAPI) -> None:
+    api = make_api(appid=CORPID, secret=CORPSECRET, kind="wecom", agent_id=1000002)
+    with pytest.raises(ValueError, match="mp"):
+        await api.send_template("ZhangSan", TID, FIELDS)
+    with pytest.raises(ValueError, match="mp"):
+        await api.send_subscribe("ZhangSan", TID, FIELDS)
+
+
+async def test_template_40001_once_refreshes_the_token_once_and_sends(
+    fake: FakeWeChat, make_api: MakeAPI
+) -> None:
+    api = make_api()
+    first = await api.access_token()
+    fake.add_fault(TEMPLATE, Fault(errcode=40001))
+    await api.send_template(DONOR, TID, FIELDS, client_msg_id="d-1")
+    assert (fake.token_requests, fake.force_refreshes) == (2, 1)
+    assert await api.access_token() != first
+    assert len(fake.messages) == 1
+    await api.send_template(DONOR, TID, FIELDS, client_msg_id="d-2")
+    assert fake.token_requests == 2
+
+
+async def test_template_45011_is_a_transient_api_error(fake: FakeWeChat, make_api: MakeAPI) -> None:
+    api = make_api()
+    fake.add_fault(TEMPLATE, Fault(errcode=45011))
+    with pytest.raises(WeChatAPIError) as caught:
+        await api.send_template(DONOR, TID, FIELDS)
+    assert caught.value.errcode == 45011 and is_transient(caught.value)
+    assert classify_error(caught.value) == ("transient", "接口调用过于频繁（45011）")
+    assert fake.messages == []
+    await api.send_template(DONOR, TID, FIELDS)
+    assert len(fake.messages) == 1
+
+
+async def test_a_resend_with_the_same_client_msg_id_reaches_the_user_once(
+    fake: FakeWeChat, make_api: MakeAPI
+) -> None:
+    """A worker that dies after sending and before recording sends the row again."""
+    api = make_api()
+    first = await api.send_template(DONOR, TID, FIELDS, client_msg_id="donorbot-17")
+    again = await make_api().send_template(DONOR, TID, FIELDS, client_msg_id="donorbot-17")
+    assert again["msgid"] == first["msgid"]
+    assert len(fake.messages) == 1
+    assert fake.stats()["dropped_repeats"] == 1
+
+
+async def test_daily_quota_is_a_quota_error_not_a_transient_one(
+    fake: FakeWeChat, make_api: MakeAPI
+) -> None:
+    fake.set_quota(TEMPLATE, 3, appid=APPID)
+    api = make_api()
+    for n in range(3):
+        await api.send_template(f"user{n}", TID, FIELDS)
+    with pytest.raises(WeChatAPIError) as caught:
+        await api.send_template("user3", TID, FIELDS)
+    assert caught.value.errcode == 45009
+    assert classify_error(caught.value) == ("quota", "今日接口调用次数已达上限（45009）")
+    assert is_quota(caught.value) and not is_transient(caught.value)
+    assert len(fake.messages) == 3
+
+
+async def test_a_minute_of_5xx_is_transport_errors_then_success(
+    fake: FakeWeChat, make_api: MakeAPI, clock: FixedClock
+) -> None:
+    api = make_api()
+    await api.access_token()
+    fake.add_fault(TEMPLATE, Fault(status=502, seconds=60))
+    for _ in range(4):
+        with pytest.raises(WeChatTransportError) as caught:
+            await api.send_template(DONOR, TID, FIELDS)
+        assert is_transient(caught.value) and "HTTP 502" in permanent_reason(caught.value)
+        clock.advance(15)
+    await api.send_template(DONOR, TID, FIELDS)
+    assert len(fake.messages) == 1 and fake.token_requests == 1
+
+
+async def test_users_who_left_fail_permanently_with_a_readable_reason(
+    fake: FakeWeChat, make_api: MakeAPI
+) -> None:
+    api = make_api()
+    fake.add_fault(TEMPLATE, Fault(errcode=43004, openids=frozenset({"oGone1", "oGone2"})))
+    fake.set_user_state(APPID, "oBlocker", "blocked")
+    outcomes: dict[str, tuple[str, str]] = {}
+    for user in ("oGone1", "oStaying", "oGone2", "oBlocker"):
+        try:
+            await api.send_template(user, TID, FIELDS)
+            outcomes[user] = ("sent", "")
+        except WeChatAPIError as exc:
+            outcomes[user] = classify_error(exc)
+    assert outcomes == {
+        "oGone1": ("permanent", "用户未关注或已取消关注（43004）"),
+        "oStaying": ("sent", ""),
+        "oGone2": ("permanent", "用户未关注或已取消关注（43004）"),
+        "oBlocker": ("permanent", "用户已将公众号拉黑（43019）"),
+    }
+    assert [m["touser"] for m in fake.messages] == ["oStaying"]
+
+
+async def test_a_dropped_template_send_is_a_transport_error(
+    fake: FakeWeChat, make_api: MakeAPI
+) -> None:
+    api = make_api()
+    await api.access_token()
+    fake.add_fault(TEMPLATE, Fault(drop=True))
+    with pytest.raises(WeChatTransportError) as caught:
+        await api.send_template(DONOR, TID, FIELDS)
+    assert classify_error(caught.value)[0] == "transient"
+    assert fake.messages == []
+
+
+@pytest.mark.parametrize(
+    ("errcode", "kind", "reason"),
+    [
+        (-1, "transient", "微信系统繁忙"),
+        (45011, "transient", "接口调用过于频繁"),
+        (40001, "transient", "access_token 无效或不是最新的"),  # survived one refresh
+        (45009, "quota", "今日接口调用次数已达上限"),
+        (43004, "permanent", "用户未关注或已取消关注"),
+        (43019, "permanent", "用户已将公众号拉黑"),
+        (48002, "permanent", "用户拒收消息"),
+        (47003, "permanent", "模板参数不合法"),
+        (45015, "permanent", "客服消息时限已过"),
+        (45047, "permanent", "客服消息已达本次互动的条数上限"),
+        (43101, "permanent", "用户拒绝接收订阅消息"),
+        (40037, "permanent", "模板 ID 无效"),
+        (99999, "permanent", "微信接口返回错误"),
+    ],
+)
+def test_errcode_classification(errcode: int, kind: str, reason: str) -> None:
+    exc = WeChatAPIError(errcode, "whatever WeChat said")
+    got_kind, got_reason = classify_error(exc)
+    assert got_kind == kind
+    assert got_reason.startswith(reason) and got_reason.endswith(f"（{errcode}）")
+    assert permanent_reason(exc) == got_reason
+    assert is_transient(exc) == (kind == "transient")
+    assert is_quota(exc) == (kind == "quota")
+
+
+@pytest.mark.parametrize(
+    "exc", [WeChatTransportError("POST /x: HTTP 503"), TimeoutError(), ConnectionResetError()]
+)
+def test_transport_failures_are_transient(exc: Exception) -> None:
+    kind, reason = classify_error(exc)
+    assert kind == "transient" and reason.startswith("微信接口暂时无法访问")

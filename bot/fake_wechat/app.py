@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import secrets
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from bot.fake_wechat.state import (
+    CUSTOM_PATH,
     MP_MSGTYPES,
     ROTATION_GRACE,
+    SUBSCRIBE_PATH,
+    SUBSCRIBE_VALUE_LIMITS,
+    TEMPLATE_HIDDEN_FIELDS,
+    TEMPLATE_PATH,
+    TEMPLATE_SHOWN_CHARS,
     WECOM_MSGTYPES,
     WECOM_TEXT_LIMIT,
     FakeWeChat,
@@ -23,6 +31,16 @@ from bot.fake_wechat.state import (
 )
 
 FAKE_KEY = web.AppKey("fake_wechat", FakeWeChat)
+
+
+class _Reports:
+    """Event reports still being posted (a reference keeps each task alive)."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[None]] = set()
+
+
+_REPORTS_KEY = web.AppKey("fake_wechat_reports", _Reports)
 # A \u escape starts at a backslash that is not itself escaped (an even run before it).
 _UNICODE_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u")
 
@@ -55,24 +73,36 @@ async def _wechat_middleware(request: web.Request, handler: Any) -> web.StreamRe
     """Apply an injected fault, and turn `WeChatError` into WeChat's errcode answer."""
     fake = request.app[FAKE_KEY]
     fault = None if request.path.startswith("/_fake/") else fake.take_fault(request.path)
-    if fault is not None:
-        if fault.latency:
-            await asyncio.sleep(fault.latency)
-        if fault.drop:
-            if request.transport is not None:
-                request.transport.close()
-            return web.Response()  # never written: aiohttp sees the closed connection
-        if fault.status:
-            return web.Response(
-                status=fault.status, text="<html>fault</html>", content_type="text/html"
-            )
-        if fault.errcode is not None:
-            return _error(WeChatError(fault.errcode))
+    if fault is not None and (suffered := await _suffer(request, fault)) is not None:
+        return suffered
     try:
         response: web.StreamResponse = await handler(request)
     except WeChatError as exc:
         return _error(exc)
     return response
+
+
+async def _suffer(request: web.Request, fault: Fault) -> web.StreamResponse | None:
+    """Apply `fault`: the response to give instead of the real one (None: carry on)."""
+    if fault.latency:
+        await asyncio.sleep(fault.latency)
+    if fault.drop:
+        if request.transport is not None:
+            request.transport.close()
+        return web.Response()  # never written: aiohttp sees the closed connection
+    if fault.status:
+        return web.Response(
+            status=fault.status, text="<html>fault</html>", content_type="text/html"
+        )
+    if fault.errcode is not None:
+        return _error(WeChatError(fault.errcode))
+    return None
+
+
+async def _user_fault(request: web.Request, openid: str) -> web.StreamResponse | None:
+    """A per-user fault set for this path and recipient, applied (None: there is none)."""
+    fault = request.app[FAKE_KEY].user_fault(request.path, openid)
+    return None if fault is None else await _suffer(request, fault)
 
 
 def _token_answer(value: str, token: Token, fake: FakeWeChat, **extra: Any) -> web.Response:
@@ -139,17 +169,170 @@ def _message_content(body: dict[str, Any], msgtypes: frozenset[str]) -> str:
     return content
 
 
-async def custom_send(request: web.Request) -> web.Response:
+async def custom_send(request: web.Request) -> web.StreamResponse:
     """POST /cgi-bin/message/custom/send: a customer-service message inside the window."""
     fake = request.app[FAKE_KEY]
     appid = fake.check_access_token(request.query.get("access_token"))
     body = await _wechat_json(request)
     if not isinstance(body.get("touser"), str) or not body["touser"]:
         raise WeChatError(47001)
+    if (suffered := await _user_fault(request, body["touser"])) is not None:
+        return suffered
     content = _message_content(body, MP_MSGTYPES)
+    fake.check_recipient(appid, body["touser"], channel="custom")
+    fake.check_quota(appid, CUSTOM_PATH)
     fake.take_service_slot(appid, body["touser"])
-    fake.record(appid, body, content)
+    fake.record(appid, body, content, path=CUSTOM_PATH)
+    fake.use_quota(appid, CUSTOM_PATH)
     return _answer({"errcode": 0, "errmsg": "ok"})
+
+
+def _template_data(data: Any) -> dict[str, str]:
+    """{"keyword1": {"value": "3月"}} → {"keyword1": "3月"}; 47003 for a malformed value."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise WeChatError(47001)
+    values: dict[str, str] = {}
+    for key, field in data.items():
+        if not isinstance(field, dict) or not isinstance(field.get("value"), str):
+            raise WeChatError(47003, f"argument invalid! data.{key}.value invalid")
+        values[key] = field["value"]
+    return values
+
+
+def _template_id(body: dict[str, Any]) -> str:
+    template_id = body.get("template_id")
+    if not isinstance(template_id, str) or not template_id.strip():
+        raise WeChatError(40037)
+    return template_id
+
+
+def _optional_str(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise WeChatError(47001)
+    return value
+
+
+def _shown(values: dict[str, str]) -> dict[str, str]:
+    """What a follower sees of a template message since May 2023: no first/remark, 20 chars."""
+    return {
+        key: value if len(value) <= TEMPLATE_SHOWN_CHARS else value[:TEMPLATE_SHOWN_CHARS] + "…"
+        for key, value in values.items()
+        if key not in TEMPLATE_HIDDEN_FIELDS
+    }
+
+
+async def template_send(request: web.Request) -> web.StreamResponse:
+    """POST /cgi-bin/message/template/send: a template message to a follower."""
+    fake = request.app[FAKE_KEY]
+    appid = fake.check_access_token(request.query.get("access_token"))
+    body = await _wechat_json(request)
+    touser = body.get("touser")
+    if not isinstance(touser, str) or not touser:
+        raise WeChatError(40003)
+    if (suffered := await _user_fault(request, touser)) is not None:
+        return suffered
+    _template_id(body)
+    values = _template_data(body.get("data"))
+    _optional_str(body, "url")
+    client_msg_id = _optional_str(body, "client_msg_id")
+    if client_msg_id and (first := fake.first_send(appid, touser, client_msg_id)) is not None:
+        return _answer({"errcode": 0, "errmsg": "ok", "msgid": first})  # dropped, not sent
+    fake.check_recipient(appid, touser, channel="template")
+    fake.check_quota(appid, TEMPLATE_PATH)
+    shown = _shown(values)
+    content = "\n".join(f"{key}：{value}" for key, value in shown.items())
+    msgid = fake.record(appid, body, content, path=TEMPLATE_PATH, msgtype="template", shown=shown)
+    fake.use_quota(appid, TEMPLATE_PATH)
+    if client_msg_id:
+        fake.remember_send(appid, touser, client_msg_id, msgid)
+    _report_job_finished(request, appid, touser, msgid)
+    return _answer({"errcode": 0, "errmsg": "ok", "msgid": msgid})
+
+
+def _report_job_finished(request: web.Request, appid: str, openid: str, msgid: int) -> None:
+    """Tell the account's server (if one is configured) that the template message went out.
+
+    As WeChat does: a plaintext-mode event POSTed to the account's URL, signed with its
+    token; the send's answer does not wait for it.
+    """
+    fake = request.app[FAKE_KEY]
+    target = fake.callbacks.get(appid)
+    if target is None:
+        return
+    url, token, to = target
+    timestamp, nonce = str(int(fake.clock.timestamp())), str(secrets.randbelow(10**9))
+    signature = hashlib.sha1("".join(sorted((token, timestamp, nonce))).encode()).hexdigest()  # noqa: S324
+    xml = (
+        f"<xml><ToUserName><![CDATA[{to}]]></ToUserName>"
+        f"<FromUserName><![CDATA[{openid}]]></FromUserName>"
+        f"<CreateTime>{timestamp}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+        "<Event><![CDATA[TEMPLATESENDJOBFINISH]]></Event>"
+        f"<MsgID>{msgid}</MsgID><Status><![CDATA[success]]></Status></xml>"
+    )
+    query = {"signature": signature, "timestamp": timestamp, "nonce": nonce, "openid": openid}
+    task = asyncio.create_task(_post_event(request.app, url, query, xml.encode()))
+    tasks = request.app[_REPORTS_KEY].tasks
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+async def _post_event(app: web.Application, url: str, query: dict[str, str], xml: bytes) -> None:
+    fake = app[FAKE_KEY]
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                url,
+                params=query,
+                data=xml,
+                headers={"Content-Type": "text/xml"},
+                timeout=aiohttp.ClientTimeout(total=5),
+            ) as response,
+        ):
+            await response.read()
+            fake.reports_delivered += response.status == 200
+    except (aiohttp.ClientError, TimeoutError):
+        fake.reports_failed += 1
+
+
+async def _cancel_reports(app: web.Application) -> None:
+    for task in list(app[_REPORTS_KEY].tasks):
+        task.cancel()
+
+
+def _check_subscribe_values(values: dict[str, str]) -> None:
+    """Subscription notices refuse (47003) values too long for their keyword's type."""
+    for key, value in values.items():
+        kind = key.rstrip("0123456789")
+        limit = SUBSCRIBE_VALUE_LIMITS.get(kind)
+        if limit is not None and len(value) > limit:
+            raise WeChatError(47003, f"argument invalid! data.{key}.value invalid")
+
+
+async def subscribe_send(request: web.Request) -> web.StreamResponse:
+    """POST /cgi-bin/message/subscribe/bizsend: a subscription notice the user accepted."""
+    fake = request.app[FAKE_KEY]
+    appid = fake.check_access_token(request.query.get("access_token"))
+    body = await _wechat_json(request)
+    touser = body.get("touser")
+    if not isinstance(touser, str) or not touser:
+        raise WeChatError(40003)
+    if (suffered := await _user_fault(request, touser)) is not None:
+        return suffered
+    template_id = _template_id(body)
+    values = _template_data(body.get("data"))
+    _check_subscribe_values(values)
+    _optional_str(body, "page")
+    fake.check_recipient(appid, touser, channel="subscribe")
+    fake.check_quota(appid, SUBSCRIBE_PATH)
+    fake.take_subscription(appid, touser, template_id)
+    content = "\n".join(f"{key}：{value}" for key, value in values.items())
+    msgid = fake.record(appid, body, content, path=SUBSCRIBE_PATH, msgtype="subscribe")
+    fake.use_quota(appid, SUBSCRIBE_PATH)
+    return _answer({"errcode": 0, "errmsg": "ok", "msgid": msgid})
 
 
 async def wecom_send(request: web.Request) -> web.Response:
@@ -227,12 +410,28 @@ async def _admin_json(request: web.Request) -> dict[str, Any]:
 
 
 async def admin_messages(request: web.Request) -> web.Response:
-    """GET /_fake/messages[?touser=&appid=]: accepted messages, oldest first."""
-    wanted = {k: request.query[k] for k in ("touser", "appid") if k in request.query}
-    messages = [
-        m for m in request.app[FAKE_KEY].messages if all(m[k] == v for k, v in wanted.items())
-    ]
-    return _answer({"messages": messages})
+    """GET /_fake/messages[?touser=&appid=&msgtype=&since=&limit=]: accepted messages.
+
+    Oldest first; `since` is an index into the log (each message has its `seq`), and
+    `next` in the answer is the `since` that continues after what was returned.
+    """
+    query = request.query
+    try:
+        since = int(query.get("since", 0))
+        limit = int(query["limit"]) if "limit" in query else None
+    except ValueError:
+        raise web.HTTPBadRequest(text="since and limit are integers") from None
+    log = request.app[FAKE_KEY].messages
+    messages = log.select(
+        touser=query.get("touser"),
+        appid=query.get("appid"),
+        msgtype=query.get("msgtype"),
+        since=since,
+        limit=limit,
+    )
+    limited = limit is not None and len(messages) >= limit
+    following = messages[-1]["seq"] + 1 if limited and messages else max(since, len(log))
+    return _answer({"messages": messages, "next": following})
 
 
 async def admin_interactions(request: web.Request) -> web.Response:
@@ -246,15 +445,22 @@ async def admin_interactions(request: web.Request) -> web.Response:
 
 
 async def admin_faults(request: web.Request) -> web.Response:
-    """POST /_fake/faults {"path", errcode|status|latency|drop, "times"}: queue a fault."""
+    """POST /_fake/faults {"path", errcode|status|latency|drop, "times"|"seconds", "openids"}."""
     body = await _admin_json(request)
     try:
+        openids = body.get("openids")
+        if openids is not None and (
+            not isinstance(openids, list) or not all(isinstance(o, str) for o in openids)
+        ):
+            raise ValueError("openids must be a list of strings")
         fault = Fault(
             errcode=None if body.get("errcode") is None else int(body["errcode"]),
             status=None if body.get("status") is None else int(body["status"]),
             latency=float(body.get("latency", 0.0)),
             drop=bool(body.get("drop", False)),
             times=int(body.get("times", 1)),
+            seconds=None if body.get("seconds") is None else float(body["seconds"]),
+            openids=None if openids is None else frozenset(openids),
         )
         request.app[FAKE_KEY].add_fault(str(body["path"]), fault)
     except (KeyError, TypeError, ValueError) as exc:
@@ -262,31 +468,98 @@ async def admin_faults(request: web.Request) -> web.Response:
     return _answer({"ok": True})
 
 
+async def admin_clear_faults(request: web.Request) -> web.Response:
+    """DELETE /_fake/faults[?path=]: remove every fault (of one path)."""
+    request.app[FAKE_KEY].clear_faults(request.query.get("path"))
+    return _answer({"ok": True})
+
+
+async def admin_users(request: web.Request) -> web.Response:
+    """POST /_fake/users {"appid", "openid", "state", "times"?}: what WeChat knows of a user."""
+    body = await _admin_json(request)
+    try:
+        times = body.get("times", 1)
+        request.app[FAKE_KEY].set_user_state(
+            str(body["appid"]),
+            str(body["openid"]),
+            str(body["state"]),
+            times=None if times is None else int(times),
+        )
+    except KeyError as exc:
+        raise web.HTTPBadRequest(text=f"unknown or missing {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise web.HTTPBadRequest(text=f"bad user state: {exc}") from None
+    return _answer({"ok": True})
+
+
+async def admin_quota(request: web.Request) -> web.Response:
+    """POST /_fake/quota {"path", "limit", "appid"?}: a daily limit (null: unlimited)."""
+    body = await _admin_json(request)
+    try:
+        limit = body["limit"]
+        appid = body.get("appid")
+        request.app[FAKE_KEY].set_quota(
+            str(body["path"]),
+            None if limit is None else int(limit),
+            None if appid is None else str(appid),
+        )
+    except KeyError as exc:
+        raise web.HTTPBadRequest(text=f"unknown or missing {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise web.HTTPBadRequest(text=f"bad quota: {exc}") from None
+    return _answer({"ok": True})
+
+
+async def admin_callbacks(request: web.Request) -> web.Response:
+    """POST /_fake/callbacks {"appid", "url", "token"}: where TEMPLATESENDJOBFINISH goes.
+
+    `url` null stops the reports for that account.
+    """
+    body = await _admin_json(request)
+    try:
+        url = body.get("url")
+        request.app[FAKE_KEY].set_callback(
+            str(body["appid"]), None if url is None else str(url), str(body.get("token", ""))
+        )
+    except KeyError as exc:
+        raise web.HTTPBadRequest(text=f"unknown or missing {exc}") from None
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=f"bad callback: {exc}") from None
+    return _answer({"ok": True})
+
+
 async def admin_reset(request: web.Request) -> web.Response:
-    """POST /_fake/reset: forget tokens, windows, messages and faults."""
+    """POST /_fake/reset: forget tokens, windows, users, messages, faults and counters."""
     request.app[FAKE_KEY].reset()
     return _answer({"ok": True})
 
 
 async def admin_stats(request: web.Request) -> web.Response:
-    """GET /_fake/stats: how many tokens were handed out and messages accepted."""
-    fake = request.app[FAKE_KEY]
-    return _answer({"token_requests": fake.token_requests, "messages": len(fake.messages)})
+    """GET /_fake/stats: tokens handed out, messages accepted, recipients, dropped repeats."""
+    return _answer(request.app[FAKE_KEY].stats())
 
 
 def create_fake_app(fake: FakeWeChat) -> web.Application:
     """The fake as an aiohttp application (run it with `run_fake` or a test server)."""
     app = web.Application(middlewares=[_wechat_middleware])
     app[FAKE_KEY] = fake
+    app[_REPORTS_KEY] = _Reports()
+    app.on_cleanup.append(_cancel_reports)
     app.router.add_get("/cgi-bin/token", get_token)
     app.router.add_post("/cgi-bin/stable_token", stable_token)
     app.router.add_get("/cgi-bin/gettoken", wecom_gettoken)
-    app.router.add_post("/cgi-bin/message/custom/send", custom_send)
+    app.router.add_post(CUSTOM_PATH, custom_send)
+    app.router.add_post(TEMPLATE_PATH, template_send)
+    app.router.add_post(SUBSCRIBE_PATH, subscribe_send)
     app.router.add_post("/cgi-bin/message/send", wecom_send)
     app.router.add_post("/cgi-bin/menu/create", menu_create)
     app.router.add_get("/_fake/messages", admin_messages)
     app.router.add_post("/_fake/interactions", admin_interactions)
     app.router.add_post("/_fake/faults", admin_faults)
+    app.router.add_delete("/_fake/faults", admin_clear_faults)
+    app.router.add_post("/_fake/users", admin_users)
+    app.router.add_post("/_fake/quota", admin_quota)
+    app.router.add_post("/_fake/callbacks", admin_callbacks)
     app.router.add_post("/_fake/reset", admin_reset)
     app.router.add_get("/_fake/stats", admin_stats)
     return app

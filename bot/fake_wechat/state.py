@@ -1,12 +1,14 @@
-"""The fake's state: accounts, tokens, customer-service windows, sent messages, faults."""
+"""The fake's state: accounts, tokens, users, windows, quotas, sent messages, faults."""
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import functools
+import itertools
 import json
 import secrets
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -20,6 +22,26 @@ FORCE_REFRESH_INTERVAL = 30  # a force refresh sooner than this after the last o
 SERVICE_WINDOW = 48 * 3600  # customer-service messages only this long after a user acts
 SERVICE_MESSAGES_PER_WINDOW = 5
 WECOM_TEXT_LIMIT = 2048  # bytes; WeCom truncates longer text
+TEMPLATE_PATH = "/cgi-bin/message/template/send"
+SUBSCRIBE_PATH = "/cgi-bin/message/subscribe/bizsend"
+CUSTOM_PATH = "/cgi-bin/message/custom/send"
+# Daily quota per account and API; the 服务号 template allowance is 100,000 a day.
+DEFAULT_DAILY_QUOTAS: dict[str, int] = {TEMPLATE_PATH: 100_000}
+CLIENT_MSG_ID_WINDOW = 600  # documented: a repeated (openid, client_msg_id) is dropped 10 min
+TEMPLATE_SHOWN_CHARS = 20  # since 2023-05: longer values are cut and end in 「…」
+TEMPLATE_HIDDEN_FIELDS = frozenset({"first", "remark"})  # since 2023-05: no longer shown
+BEIJING_OFFSET = 8 * 3600  # WeChat's day is Beijing's (no daylight saving)
+# Subscription-notice keywords are typed by name (thing1, phrase2, …); too long → 47003.
+SUBSCRIBE_VALUE_LIMITS = {
+    "thing": 20,
+    "phrase": 5,
+    "name": 10,
+    "number": 32,
+    "letter": 32,
+    "symbol": 5,
+    "character_string": 32,
+}
+USER_STATES = frozenset({"follower", "unsubscribed", "blocked", "refused", "invalid"})
 _COMMON_MSGTYPES = frozenset({"text", "image", "voice", "video", "news", "mpnews"})
 MP_MSGTYPES = _COMMON_MSGTYPES | {"music", "mpnewsarticle", "msgmenu", "wxcard", "miniprogrampage"}
 WECOM_MSGTYPES = _COMMON_MSGTYPES | {"file", "textcard", "markdown", "template_card"}
@@ -27,15 +49,20 @@ ERRMSG = {
     -1: "system error",
     40001: "invalid credential, access_token is invalid or not latest",
     40002: "invalid grant_type",
+    40003: "invalid openid",
     40008: "invalid message type",
     40013: "invalid appid",
     40014: "invalid access_token",
+    40037: "invalid template_id",
     40125: "invalid appsecret",
     41001: "access_token missing",
     41002: "appid missing",
     41004: "appsecret missing",
     41011: "missing agentid",
     42001: "access_token expired",
+    43004: "require subscribe",
+    43019: "require remove blacklist",
+    43101: "user refuse to accept the msg",
     44002: "empty post data",
     44004: "empty content",
     45009: "reach max api daily quota limit",
@@ -47,6 +74,8 @@ ERRMSG = {
     40018: "invalid button name size",
     40019: "invalid button key size",
     47001: "data format error",
+    47003: "argument invalid! data.value invalid",
+    48002: "api blocked: user refuses to receive messages",
     81013: "user & party & tag all invalid",
 }
 _dumps = functools.partial(json.dumps, ensure_ascii=False)
@@ -77,13 +106,70 @@ class _Window:
 
 @dataclass
 class Fault:
-    """What the next request to a path suffers; `times` requests in a row."""
+    """What requests to a path suffer.
+
+    Count-based (default): the next `times` requests in a row. Time-based: with
+    `seconds`, every request for that long by the fake's clock (`times` is ignored).
+    Per-user: with `openids`, every request addressed to one of those users (for
+    `seconds` if given, else until reset), after the access_token has been checked.
+    """
 
     errcode: int | None = None
     status: int | None = None
     latency: float = 0.0
     drop: bool = False
     times: int = 1
+    seconds: float | None = None
+    openids: frozenset[str] | None = None
+    until: float | None = None  # set when a time-limited fault is added
+
+
+class MessageLog(list[dict[str, Any]]):
+    """The accepted messages, oldest first, indexed by recipient so lookups are not scans.
+
+    A plain list to its readers (tests compare it to [] and slice it); `clear()` also
+    clears the index. Only `append` and `clear` keep the index right.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_touser: dict[str, list[int]] = defaultdict(list)
+
+    def append(self, message: dict[str, Any]) -> None:
+        message["seq"] = len(self)
+        self.by_touser[message["touser"]].append(len(self))
+        super().append(message)
+
+    def clear(self) -> None:
+        super().clear()
+        self.by_touser.clear()
+
+    def select(
+        self,
+        *,
+        touser: str | None = None,
+        appid: str | None = None,
+        msgtype: str | None = None,
+        since: int = 0,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Messages at index >= `since` matching every filter given, at most `limit`."""
+        since = max(since, 0)
+        if touser is not None:
+            positions = self.by_touser.get(touser, [])
+            candidates: Any = (self[i] for i in positions[bisect.bisect_left(positions, since) :])
+        else:
+            candidates = itertools.islice(self, since, None)
+        found: list[dict[str, Any]] = []
+        for message in candidates:
+            if appid is not None and message["appid"] != appid:
+                continue
+            if msgtype is not None and message["msgtype"] != msgtype:
+                continue
+            found.append(message)
+            if limit is not None and len(found) >= limit:
+                break
+        return found
 
 
 class FakeWeChat:
@@ -95,23 +181,48 @@ class FakeWeChat:
         clock: Clock | None = None,
         wecom: dict[str, str] | None = None,
         enforce_window: bool = True,
+        *,
+        quotas: dict[str, int] | None = None,
     ) -> None:
         self.accounts = dict(accounts)
         self.wecom = dict(wecom or {})
         self.clock: Clock = clock or SystemClock()
         self.enforce_window = enforce_window
+        # path → daily limit per account (None: unlimited); survives reset()
+        self.quotas: dict[str, int | None] = {**DEFAULT_DAILY_QUOTAS, **(quotas or {})}
+        self._account_quotas: dict[tuple[str, str], int | None] = {}
+        # appid → (url, token, the account's gh_ id) for TEMPLATESENDJOBFINISH; survives reset()
+        self.callbacks: dict[str, tuple[str, str, str]] = {}
         self.reset()
 
     def reset(self) -> None:
-        """Forget tokens, windows, messages and faults (accounts stay)."""
-        self.messages: list[dict[str, Any]] = []
+        """Forget tokens, windows, messages, users, quotas used, faults and counters.
+
+        Accounts and configured quota limits stay.
+        """
+        self.messages = MessageLog()
         self.menus: dict[str, dict[str, Any]] = {}  # appid → the menu last created
         self.token_requests = 0
+        self.force_refreshes = 0
+        self.dropped_repeats = 0
+        self.reports_delivered = 0  # TEMPLATESENDJOBFINISH events the callback URL took
+        self.reports_failed = 0
+        self.accepted: Counter[str] = Counter()  # path → messages accepted
+        self._recipients: Counter[tuple[str, str]] = Counter()  # (appid, touser) → messages
+        self.repeat_recipients = 0  # recipients that received more than one message
         self._tokens: dict[str, Token] = {}
         self._current: dict[tuple[str, str], str] = {}
         self._windows: dict[tuple[str, str], _Window] = {}
         self._forced: dict[str, list[tuple[date, float]]] = defaultdict(list)
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
+        self._timed_faults: dict[str, list[Fault]] = defaultdict(list)
+        self._user_faults: dict[str, dict[str, Fault]] = defaultdict(dict)
+        self._user_states: dict[tuple[str, str], str] = {}
+        # (appid, openid, template_id) → sends left; None: long-term acceptance
+        self._accepted_templates: dict[tuple[str, str, str], int | None] = {}
+        self._used: dict[tuple[str, str], tuple[int, int]] = {}  # (appid, path) → (day, used)
+        self._client_msg_ids: dict[tuple[str, str, str], tuple[float, int]] = {}
+        self._client_msg_order: deque[tuple[float, tuple[str, str, str]]] = deque()
         self._msgid = 2_000_000_000
 
     # -- tokens -----------------------------------------------------------------------
@@ -162,6 +273,7 @@ class FakeWeChat:
         history.append((today, now))
         if current:
             current[1].revoked_at = now
+        self.force_refreshes += 1
         return self.issue_token(appid, "stable")
 
     def check_access_token(self, value: str | None, *, wecom: bool = False) -> str:
@@ -196,31 +308,219 @@ class FakeWeChat:
             raise WeChatError(45047)
         window.sent += 1
 
-    def record(self, appid: str, payload: dict[str, Any], content: str) -> int:
+    def record(
+        self,
+        appid: str,
+        payload: dict[str, Any],
+        content: str,
+        *,
+        path: str = CUSTOM_PATH,
+        msgtype: str | None = None,
+        **extra: Any,
+    ) -> int:
+        """Keep an accepted message and count it (constant time: 100,000 must be cheap)."""
         self._msgid += 1
+        touser = payload["touser"]
         self.messages.append(
             {
                 "appid": appid,
-                "touser": payload["touser"],
-                "msgtype": payload["msgtype"],
+                "touser": touser,
+                "msgtype": msgtype or payload["msgtype"],
                 "content": content,
                 "payload": payload,
                 "at": self.clock.timestamp(),
                 "msgid": self._msgid,
+                "path": path,
+                **extra,
             }
         )
+        self.accepted[path] += 1
+        self._recipients[(appid, touser)] += 1
+        if self._recipients[(appid, touser)] == 2:
+            self.repeat_recipients += 1
         return self._msgid
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "token_requests": self.token_requests,
+            "force_refreshes": self.force_refreshes,
+            "messages": len(self.messages),
+            "accepted": dict(self.accepted),
+            "recipients": len(self._recipients),
+            "repeat_recipients": self.repeat_recipients,
+            "dropped_repeats": self.dropped_repeats,
+            "reports_delivered": self.reports_delivered,
+            "reports_failed": self.reports_failed,
+        }
+
+    # -- users ------------------------------------------------------------------------
+
+    def set_user_state(self, appid: str, openid: str, state: str, *, times: int | None = 1) -> None:
+        """What WeChat knows about a user of `appid` (every openid is a follower by default).
+
+        "follower" | "unsubscribed" (43004) | "blocked" (43019, the account is blacklisted)
+        | "refused" (48002, the user turned off messages) | "invalid" (40003, not a user of
+        this account); "subscribed_template:<tid>" lets `times` subscription notices of
+        template <tid> through (`times=None`: long-term), "unsubscribed_template:<tid>"
+        withdraws that.
+        """
+        if appid not in self.accounts:
+            raise KeyError(appid)
+        if not openid:
+            raise ValueError("openid is empty")
+        kind, _, template_id = state.partition(":")
+        if kind in ("subscribed_template", "unsubscribed_template"):
+            if not template_id:
+                raise ValueError(f"{kind} needs a template id: {kind}:<template_id>")
+            key = (appid, openid, template_id)
+            if kind == "unsubscribed_template":
+                self._accepted_templates.pop(key, None)
+            elif times is None:
+                self._accepted_templates[key] = None
+            elif times < 1:
+                raise ValueError("times must be >= 1 (or null for long-term)")
+            else:
+                self._accepted_templates[key] = (self._accepted_templates.get(key) or 0) + times
+            return
+        if state not in USER_STATES:
+            raise ValueError(f"unknown state {state!r}")
+        if state == "follower":
+            self._user_states.pop((appid, openid), None)
+        else:
+            self._user_states[(appid, openid)] = state
+
+    def check_recipient(self, appid: str, openid: Any, *, channel: str) -> str:
+        """The openid if `appid` may message it on `channel` (template|custom|subscribe)."""
+        if not isinstance(openid, str) or not openid:
+            raise WeChatError(40003)
+        state = self._user_states.get((appid, openid))
+        if state is None:
+            return openid
+        if state == "invalid":
+            raise WeChatError(40003)
+        if channel == "subscribe":
+            raise WeChatError(43101)  # gone or blocked: no notice gets through
+        if state == "unsubscribed":
+            # custom/send answers "response out of time limit or subscription is canceled"
+            raise WeChatError(45015 if channel == "custom" else 43004)
+        raise WeChatError(43019 if state == "blocked" else 48002)
+
+    def take_subscription(self, appid: str, openid: str, template_id: str) -> None:
+        """Use one acceptance of a subscription notice, or raise 43101."""
+        key = (appid, openid, template_id)
+        if key not in self._accepted_templates:
+            raise WeChatError(43101)
+        left = self._accepted_templates[key]
+        if left is None:
+            return
+        if left <= 1:
+            del self._accepted_templates[key]
+        else:
+            self._accepted_templates[key] = left - 1
+
+    def set_callback(
+        self, appid: str, url: str | None, token: str = "", to: str = "gh_fake"
+    ) -> None:
+        """Report TEMPLATESENDJOBFINISH for `appid` to `url`, signed with `token` (None: stop)."""
+        if appid not in self.accounts:
+            raise KeyError(appid)
+        if url is None:
+            self.callbacks.pop(appid, None)
+            return
+        if not url.startswith(("http://", "https://")) or not token:
+            raise ValueError("a callback needs an http(s) url and the account's token")
+        self.callbacks[appid] = (url, token, to)
+
+    # -- quotas and repeats -----------------------------------------------------------
+
+    def set_quota(self, path: str, limit: int | None, appid: str | None = None) -> None:
+        """Daily limit of `path` for one account, or (appid None) for every account."""
+        if limit is not None and limit < 0:
+            raise ValueError("limit must be >= 0 or null")
+        if appid is None:
+            self.quotas[path] = limit
+            return
+        if appid not in self.accounts and appid not in self.wecom:
+            raise KeyError(appid)
+        self._account_quotas[(appid, path)] = limit
+
+    def quota_left(self, appid: str, path: str) -> int | None:
+        limit = self._account_quotas.get((appid, path), self.quotas.get(path))
+        if limit is None:
+            return None
+        day, used = self._used.get((appid, path), (-1, 0))
+        return limit - (used if day == self._beijing_day() else 0)
+
+    def check_quota(self, appid: str, path: str) -> None:
+        left = self.quota_left(appid, path)
+        if left is not None and left <= 0:
+            raise WeChatError(45009)
+
+    def use_quota(self, appid: str, path: str, count: int = 1) -> None:
+        today = self._beijing_day()
+        day, used = self._used.get((appid, path), (today, 0))
+        self._used[(appid, path)] = (today, (used if day == today else 0) + count)
+
+    def _beijing_day(self) -> int:
+        return int((self.clock.timestamp() + BEIJING_OFFSET) // 86400)
+
+    def first_send(self, appid: str, openid: str, client_msg_id: str) -> int | None:
+        """The msgid of a send of this (openid, client_msg_id) in the last 10 minutes."""
+        now = self.clock.timestamp()
+        order = self._client_msg_order
+        while order and order[0][0] <= now - CLIENT_MSG_ID_WINDOW:
+            at, key = order.popleft()
+            if self._client_msg_ids.get(key, (None,))[0] == at:
+                del self._client_msg_ids[key]
+        seen = self._client_msg_ids.get((appid, openid, client_msg_id))
+        if seen is None or seen[0] <= now - CLIENT_MSG_ID_WINDOW:
+            return None
+        self.dropped_repeats += 1
+        return seen[1]
+
+    def remember_send(self, appid: str, openid: str, client_msg_id: str, msgid: int) -> None:
+        now, key = self.clock.timestamp(), (appid, openid, client_msg_id)
+        self._client_msg_ids[key] = (now, msgid)
+        self._client_msg_order.append((now, key))
 
     # -- faults -----------------------------------------------------------------------
 
     def add_fault(self, path: str, fault: Fault) -> None:
-        if fault.times < 1 or not (
-            fault.errcode is not None or fault.status or fault.latency or fault.drop
-        ):
-            raise ValueError("a fault needs errcode, status, latency or drop, and times >= 1")
-        self._faults[path].append(dataclasses.replace(fault))  # the copy counts down
+        """Queue a count-based fault, or start a time-based or per-user one."""
+        if not (fault.errcode is not None or fault.status or fault.latency or fault.drop):
+            raise ValueError("a fault needs errcode, status, latency or drop")
+        if fault.seconds is not None and fault.seconds <= 0:
+            raise ValueError("seconds must be > 0")
+        fault = dataclasses.replace(fault)  # the copy counts down
+        if fault.seconds is not None:
+            fault.until = self.clock.timestamp() + fault.seconds
+        if fault.openids is not None:
+            if not fault.openids:
+                raise ValueError("openids is empty")
+            for openid in fault.openids:
+                self._user_faults[path][openid] = fault
+        elif fault.seconds is not None:
+            self._timed_faults[path].append(fault)
+        elif fault.times < 1:
+            raise ValueError("times must be >= 1")
+        else:
+            self._faults[path].append(fault)
+
+    def clear_faults(self, path: str | None = None) -> None:
+        for faults in (self._faults, self._timed_faults, self._user_faults):
+            if path is None:
+                faults.clear()
+            else:
+                faults.pop(path, None)
 
     def take_fault(self, path: str) -> Fault | None:
+        """The fault the next request to `path` suffers: a time-based one first."""
+        timed = self._timed_faults.get(path)
+        if timed:
+            now = self.clock.timestamp()
+            timed[:] = [f for f in timed if f.until is not None and f.until > now]
+            if timed:
+                return timed[0]
         queue = self._faults.get(path)
         if not queue:
             return None
@@ -228,4 +528,14 @@ class FakeWeChat:
         fault.times -= 1
         if fault.times == 0:
             queue.popleft()
+        return fault
+
+    def user_fault(self, path: str, openid: str) -> Fault | None:
+        """The per-user fault for `openid` on `path`, if one is set and not over."""
+        faults = self._user_faults.get(path)
+        if not faults or (fault := faults.get(openid)) is None:
+            return None
+        if fault.until is not None and fault.until <= self.clock.timestamp():
+            del faults[openid]
+            return None
         return fault
