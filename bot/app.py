@@ -7,7 +7,7 @@ import gc
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
@@ -29,6 +29,10 @@ from bot.wechat_api import WeChatAPI
 from handlers.donor import shipped_policies
 from models.db import create_engine, session_factory
 from models.migrate import require_current_schema
+
+if TYPE_CHECKING:
+    from bot.broadcasts.reminders import ReminderPlanner
+    from bot.broadcasts.worker import BroadcastWorker
 
 log = logging.getLogger(__name__)
 
@@ -143,11 +147,27 @@ def redispatcher(app: web.Application) -> Callable[[Channel, Message], Awaitable
     return redispatch
 
 
+def broadcast_worker(app: web.Application) -> tuple[BroadcastWorker, ReminderPlanner]:
+    """The broadcast worker and the reminder planner over the app's shared resources."""
+    from bot.broadcasts.reminders import ReminderPlanner
+    from bot.broadcasts.worker import BroadcastWorker
+
+    worker = BroadcastWorker(app[SESSIONS], app[SETTINGS], app[CLOCK], app[STORAGE], app[APIS])
+    return worker, ReminderPlanner(app[SESSIONS], app[SETTINGS], app[CLOCK])
+
+
+async def run_workers(app: web.Application, stop: asyncio.Event) -> None:
+    """The outbox worker (late replies) and the broadcast worker, until `stop` is set."""
+    broadcasts, planner = broadcast_worker(app)
+    await asyncio.gather(
+        run_worker(app[OUTBOX], app[CHANNELS], sender(app), redispatcher(app), stop),
+        broadcasts.run(stop, extra=planner),
+    )
+
+
 async def _embedded_worker(app: web.Application) -> AsyncIterator[None]:
     stop = asyncio.Event()
-    task = asyncio.create_task(
-        run_worker(app[OUTBOX], app[CHANNELS], sender(app), redispatcher(app), stop)
-    )
+    task = asyncio.create_task(run_workers(app, stop))
     yield
     stop.set()
     await asyncio.wait_for(task, timeout=10)

@@ -209,9 +209,9 @@ def _bind(
 def build_dispatcher() -> Dispatcher:
     """Every router, in the order they are tried: specific first, help last."""
     from bot.middlewares import MIDDLEWARES, lazy_session
-    from handlers import binding, donor, events, help, more, quota, sites
+    from handlers import binding, broadcast, donor, events, help, more, quota, sites
 
     dispatcher = Dispatcher(middlewares=list(MIDDLEWARES), lazy={"session": lazy_session})
-    for module in (events, more, donor, sites, binding, quota, help):
+    for module in (events, more, broadcast, donor, sites, binding, quota, help):
         dispatcher.include(module.router)
     return dispatcher

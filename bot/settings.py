@@ -61,12 +61,39 @@ class WeComApp(BaseModel):
         return value
 
 
+class Reminders(BaseModel):
+    """Automatic reminders of one jurisdiction (docs/broadcasts.md)."""
+
+    enabled: bool = False  # `demo config` turns them on; an office opts in per account
+    days_before: int = Field(default=7, ge=1, le=28)  # before the month of a unit's plan line
+    mid_month_day: int = Field(default=15, ge=2, le=28)  # units below `mid_month_below` are told
+    mid_month_below: float = Field(default=0.5, gt=0, le=1)
+    month_end: bool = True  # a 通报 to the office staff on the last working day
+    channel: Literal["custom", "template", "subscribe"] = "custom"
+    template_id: str = ""
+    # template channel: WeChat field name -> Jinja text over the reminder's parameters
+    fields: dict[str, str] = Field(default_factory=dict)
+    booking_contact: str = ""  # e.g. 「献血办 0744-0000000」; shown to liaisons
+
+
 class Jurisdiction(BaseModel):
     name: str
     timezone: str = "Asia/Shanghai"
     policy: str = ""
     wechat: WeChatAccount | None = None
     wecom: WeComApp | None = None
+    # no non-critical pushes in these local hours ("" = none); "21:00-08:00" wraps midnight
+    quiet_hours: str = "21:00-08:00"
+    reminders: Reminders = Field(default_factory=lambda: Reminders())
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str) -> str:
+        if value:
+            from bot.broadcasts.quiet import parse_quiet_hours
+
+            parse_quiet_hours(value)
+        return value
 
 
 class _TomlSource(PydanticBaseSettingsSource):
@@ -109,6 +136,13 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     id_hash_key: SecretStr = SecretStr("development-only-id-hash-key")
+    # broadcasts: sends per second per account, shared by all workers (0 = no limit)
+    broadcast_rate: float = 50.0
+    broadcast_lease_seconds: float = 60.0  # a dead worker's rows return after this
+    broadcast_batch: int = 200  # deliveries claimed at a time
+    broadcast_concurrency: int = 32  # sends in flight per worker
+    reminders_every_seconds: float = 60.0  # how often a worker looks for due reminders
+    reports_dir: str = "var/reports"  # month-end 通报 workbooks
     jurisdictions: dict[str, Jurisdiction] = Field(default_factory=dict)
 
     @classmethod

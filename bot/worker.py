@@ -1,4 +1,4 @@
-"""`donorbot worker`: the outbox worker as its own process (scale-out mode)."""
+"""`donorbot worker`: the outbox and broadcast workers as their own process (scale-out)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ import signal
 
 from aiohttp import web
 
-from bot.app import OUTBOX, create_app, redispatcher, sender
-from bot.outbox import run_worker
+from bot.app import create_app, run_workers
 from bot.settings import Settings
 
 
 async def run_standalone_worker(settings: Settings) -> None:
-    """Builds the same app (without serving HTTP) and runs its outbox worker until SIGTERM."""
+    """Builds the same app (without serving HTTP) and runs its workers until SIGTERM."""
     app = create_app(settings, embedded_worker=False)
     runner = web.AppRunner(app)
     await runner.setup()  # runs the cleanup contexts: database, storage, API clients
@@ -22,8 +21,6 @@ async def run_standalone_worker(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        from bot.app import CHANNELS
-
-        await run_worker(app[OUTBOX], app[CHANNELS], sender(app), redispatcher(app), stop)
+        await run_workers(app, stop)
     finally:
         await runner.cleanup()

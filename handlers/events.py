@@ -9,6 +9,7 @@ from datetime import date
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.broadcasts.service import forget_recipient, record_report
 from bot.dispatcher import Router
 from bot.render import Renderer
 from bot.storage import Storage
@@ -50,15 +51,21 @@ async def farewell(
     """Deletes what we hold about a user who unfollows, keeping only anonymised counts."""
     removed = await erase_user(session, storage, jurisdiction, message.source)
     removed += await erase_consent(session, jurisdiction, message.source)
+    skipped = await forget_recipient(session, jurisdiction, message.source)
     await _count(session, jurisdiction, today, "unsubscribes")
-    log.info("unsubscribe erased user data", extra={"bindings_removed": removed})
+    log.info(
+        "unsubscribe erased user data",
+        extra={"bindings_removed": removed, "deliveries_skipped": skipped},
+    )
     return None
 
 
 @router.event("templatesendjobfinish")
 async def template_report(message: Message, session: AsyncSession, jurisdiction: str) -> None:
-    """Records WeChat's delivery report for a template message (the broadcast worker reads it)."""
+    """Records WeChat's delivery report for a template message on its delivery row."""
     msg_id = str(message.raw.get("MsgID") or message.raw.get("MsgId") or "")
+    status = str(message.raw.get("Status") or "")[:64]
+    await record_report(session, jurisdiction, msg_id, status)
     exists = await session.scalar(
         select(TemplateSendEvent.id).where(
             TemplateSendEvent.jurisdiction == jurisdiction, TemplateSendEvent.msg_id == msg_id
@@ -70,7 +77,7 @@ async def template_report(message: Message, session: AsyncSession, jurisdiction:
                 jurisdiction=jurisdiction,
                 msg_id=msg_id,
                 openid_hash=hashlib.sha256(message.source.encode()).hexdigest(),
-                status=str(message.raw.get("Status") or "")[:64],
+                status=status,
             )
         )
     return None

@@ -4,6 +4,7 @@ Importing this package registers every table on `Base.metadata` (Alembic's targe
 """
 
 from models.base import Base
+from models.broadcasts import Broadcast, BroadcastOptOut, Delivery
 from models.donations import BloodUse, Donation, Donor
 from models.donor_extras import EmergencyConsent
 from models.invites import Invite
@@ -17,6 +18,9 @@ __all__ = [
     "Base",
     "Binding",
     "BloodUse",
+    "Broadcast",
+    "BroadcastOptOut",
+    "Delivery",
     "Donation",
     "Donor",
     "EmergencyConsent",
