@@ -233,6 +233,7 @@ def create_app(
     storage: Storage | None = None,
     dispatcher: Dispatcher | None = None,
     embedded_worker: bool = True,
+    console: bool = True,
 ) -> web.Application:
     app = web.Application(middlewares=[_request_id], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
@@ -248,6 +249,10 @@ def create_app(
         app.cleanup_ctx.append(_embedded_worker)
     app.on_startup.append(_freeze_heap)
     _routes(app)
+    if console:
+        from bot.console import create_console
+
+        app.add_subapp("/console/", create_console(settings))
     return app
 
 

@@ -143,6 +143,12 @@ class Settings(BaseSettings):
     broadcast_concurrency: int = 32  # sends in flight per worker
     reminders_every_seconds: float = 60.0  # how often a worker looks for due reminders
     reports_dir: str = "var/reports"  # month-end 通报 workbooks
+    # office console: cookies marked Secure (set true when served over HTTPS)
+    console_https: bool = False
+    console_session_hours: float = 8.0
+    console_max_upload_mb: int = 20
+    # signs/encrypts console session cookies in embedded mode (default: derived from id_hash_key)
+    console_secret_key: SecretStr = SecretStr("")
     jurisdictions: dict[str, Jurisdiction] = Field(default_factory=dict)
 
     @classmethod

@@ -5,6 +5,7 @@ Importing this package registers every table on `Base.metadata` (Alembic's targe
 
 from models.base import Base
 from models.broadcasts import Broadcast, BroadcastOptOut, Delivery
+from models.console import ConsoleUser, ReplyTemplateVersion
 from models.donations import BloodUse, Donation, Donor
 from models.donor_extras import EmergencyConsent
 from models.invites import Invite
@@ -19,6 +20,7 @@ __all__ = [
     "Binding",
     "BloodUse",
     "Broadcast",
+    "ConsoleUser",
     "BroadcastOptOut",
     "Delivery",
     "Donation",
@@ -30,6 +32,7 @@ __all__ = [
     "OutboundMessage",
     "Plan",
     "PlanLine",
+    "ReplyTemplateVersion",
     "Site",
     "SubscriberDaily",
     "TemplateSendEvent",

@@ -6,7 +6,7 @@ import click
 
 
 def register(main: click.Group) -> None:
-    from bot.commands import broadcast, data, invite, menu, progress
+    from bot.commands import broadcast, data, invite, menu, progress, users
 
-    for module in (data, progress, invite, menu, broadcast):
+    for module in (data, progress, invite, menu, broadcast, users):
         module.register(main)

@@ -1,0 +1,14 @@
+"""Every console page, one module per area, each with `register(app)`."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from bot.console import page_audit, page_auth
+
+AREAS = (page_auth, page_audit)
+
+
+def register(app: web.Application) -> None:
+    for area in AREAS:
+        area.register(app)
