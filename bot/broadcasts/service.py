@@ -21,6 +21,7 @@ from bot.broadcasts.compose import Composer, shown
 from bot.errors import DonorbotError
 from models.audit import audit
 from models.broadcasts import DELIVERY_STATUSES, Broadcast, BroadcastOptOut, Delivery
+from models.plans import JurisdictionRow
 
 if TYPE_CHECKING:
     from models.audiences import AudienceSpec, Recipient
@@ -115,16 +116,18 @@ async def create_broadcast(
             people = await recipients(session, spec, today=today)
         except AudienceError as exc:
             raise BroadcastError(str(exc)) from None
+    place = await session.get(JurisdictionRow, spec.jurisdiction)
+    described = spec.describe(place.name if place else None)
     skip = set() if critical else await opted_out(session, spec.jurisdiction)
     chosen = [r for r in people if r.openid not in skip]
     if not chosen:
         why = "（其余均已退订）" if people else ""
-        raise BroadcastError(f"受众「{spec.describe()}」中没有可发送的人{why}，未创建群发")
+        raise BroadcastError(f"受众「{described}」中没有可发送的人{why}，未创建群发")
     payloads = [composer.render(r.params) for r in chosen]  # a bad template fails here
     sample = [
         (_who(r), shown(p, composer.channel)) for r, p in zip(chosen[:5], payloads[:5], strict=True)
     ]
-    result = Created(0, True, len(chosen), len(people) - len(chosen), spec.describe(), sample)
+    result = Created(0, True, len(chosen), len(people) - len(chosen), described, sample)
     if dry_run:
         await session.rollback()
         return result
@@ -132,7 +135,7 @@ async def create_broadcast(
         jurisdiction=spec.jurisdiction,
         idempotency_key=key,
         audience=spec_data(spec),
-        audience_text=spec.describe()[:255],
+        audience_text=described[:255],
         channel=composer.channel,
         template_id=composer.template_id,
         params=composer.fields,
