@@ -28,7 +28,7 @@ from bot.errors import DonorbotError
 from bot.settings import Settings
 
 CONSOLE_SETTINGS = web.AppKey("console_settings", Settings)
-FORM = web.RequestKey("console_form", Any)  # the POSTed form, read once by the CSRF check
+FORM: web.RequestKey[Any] = web.RequestKey("console_form")  # the POSTed form, read once
 _hasher = PasswordHasher()
 FREE_FAILURES = 5  # failed logins before attempts are slowed down
 MAX_DELAY = 300.0
