@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from jinja2 import StrictUndefined, Template, TemplateError, nodes
+from jinja2 import StrictUndefined, Template, TemplateError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from bot.errors import DonorbotError
@@ -20,6 +20,8 @@ from bot.errors import DonorbotError
 TEMPLATE_FIELD_SHOWN = 20
 CUSTOM_TEXT_LIMIT = 600  # characters; a customer-service text longer than this is refused
 
+_MISSING = object()
+_MEMO_LIMIT = 50_000
 _FILE_NODES = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
 _env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, auto_reload=False)
 
@@ -46,6 +48,10 @@ class Composer:
         self.template_id = template_id.strip()
         self.fields = dict(fields)
         self._templates: dict[str, Template] = {}
+        # the names each field uses: equal values give equal text, rendered once (a 100k
+        # broadcast to donors would otherwise run 100k sandboxed renders per field)
+        self._uses: dict[str, tuple[str, ...]] = {}
+        self._done: dict[tuple[str, tuple[object, ...]], str] = {}
         for name, text in fields.items():
             if not name or not name.replace("_", "").isalnum() or not name.isascii():
                 raise ComposeError(f"字段名 {name!r} 不合法：只能用字母、数字和下划线")
@@ -56,15 +62,23 @@ class Composer:
             if any(tree.find_all(_FILE_NODES)):  # there is no loader: nothing to read, say so
                 raise ComposeError(f"参数 {name} 不能引用其他模板或文件（include/import/extends）")
             self._templates[name] = _env.from_string(tree)
+            self._uses[name] = tuple(sorted(meta.find_undeclared_variables(tree)))
 
     def render(self, values: Mapping[str, str]) -> dict[str, str]:
         """The payload for one recipient: template data fields, or {"content": text}."""
         out: dict[str, str] = {}
         for name, template in self._templates.items():
-            try:
-                out[name] = template.render(values)
-            except TemplateError as exc:
-                raise ComposeError(f"参数 {name} 无法生成：{exc}") from None
+            uses = self._uses[name]
+            key = (name, tuple(values.get(v, _MISSING) for v in uses))
+            text = self._done.get(key) if _MISSING not in key[1] else None
+            if text is None:
+                try:
+                    text = template.render(values)
+                except TemplateError as exc:
+                    raise ComposeError(f"参数 {name} 无法生成：{exc}") from None
+                if len(self._done) < _MEMO_LIMIT:
+                    self._done[key] = text
+            out[name] = text
         if self.channel == "custom" and len(out["content"]) > CUSTOM_TEXT_LIMIT:
             raise ComposeError(f"客服消息不能超过 {CUSTOM_TEXT_LIMIT} 字")
         return out

@@ -7,6 +7,7 @@ recipient or not at all. Its idempotency key makes creating it twice create it o
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -156,19 +157,9 @@ async def create_broadcast(
         if again is None:  # pragma: no cover - the conflict was on something else
             raise
         return Created(again.id, False, again.total, again.opted_out, again.audience_text)
-    common = {
-        "broadcast_id": row.id,
-        "jurisdiction": spec.jurisdiction,
-        "critical": critical,
-        "status": "pending",
-        "attempts": 0,
-        "next_attempt_at": send_at,
-    }
-    deliveries = [
-        {**common, "openid": r.openid, "payload": p} for r, p in zip(chosen, payloads, strict=True)
-    ]
-    for start in range(0, len(deliveries), _INSERT_CHUNK):
-        await session.execute(insert(Delivery), deliveries[start : start + _INSERT_CHUNK])
+    await _insert_deliveries(
+        session, row.id, spec.jurisdiction, critical, send_at, chosen, payloads
+    )
     audit(
         session,
         creator,
@@ -185,6 +176,57 @@ async def create_broadcast(
     )
     await session.commit()
     return Created(row.id, True, result.total, result.opted_out, result.audience, sample)
+
+
+_COLUMNS = (
+    "broadcast_id",
+    "jurisdiction",
+    "critical",
+    "openid",
+    "payload",
+    "status",
+    "attempts",
+    "next_attempt_at",
+)
+
+
+async def _insert_deliveries(
+    session: AsyncSession,
+    broadcast_id: int,
+    jurisdiction: str,
+    critical: bool,
+    send_at: datetime,
+    people: Sequence[Recipient],
+    payloads: Sequence[dict[str, str]],
+) -> None:
+    """One row per recipient, in the caller's transaction: COPY on PostgreSQL (a 100k
+    broadcast in about a second), a Core executemany elsewhere."""
+    conn = await session.connection()
+    pairs = zip(people, payloads, strict=True)
+    if conn.dialect.name == "postgresql":
+        rows = [
+            (broadcast_id, jurisdiction, critical, r.openid, _json(p), "pending", 0, send_at)
+            for r, p in pairs
+        ]
+        raw = await conn.get_raw_connection()
+        driver: Any = raw.driver_connection
+        await driver.copy_records_to_table("deliveries", records=rows, columns=_COLUMNS)
+        return
+    common = {
+        "broadcast_id": broadcast_id,
+        "jurisdiction": jurisdiction,
+        "critical": critical,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": send_at,
+    }
+    values = [{**common, "openid": r.openid, "payload": p} for r, p in pairs]
+    for start in range(0, len(values), _INSERT_CHUNK):
+        await conn.execute(insert(Delivery), values[start : start + _INSERT_CHUNK])
+
+
+def _json(payload: dict[str, str]) -> str:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 
 def _who(r: Recipient) -> str:

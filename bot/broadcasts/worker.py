@@ -20,7 +20,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -41,6 +41,7 @@ from models.broadcasts import Broadcast, Delivery
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 10
+SEND_TIMEOUT = 5.0  # seconds: WeChatAPI's default timeout per call
 MAX_BACKOFF = 600.0
 BEIJING = ZoneInfo("Asia/Shanghai")  # WeChat's quota day
 
@@ -58,6 +59,7 @@ class Claimed:
     openid: str
     payload: Mapping[str, str]
     attempts: int
+    lease_until: datetime  # this worker's lease; after it the row may be another's
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,14 +80,17 @@ class RateLimiter:
         self.storage = storage
         self.rate = rate
 
-    async def acquire(self, account: str) -> None:
+    async def acquire(self, account: str, too_late: Callable[[], bool] = lambda: False) -> bool:
+        """Wait for a send slot; False (no slot taken) once `too_late()` says to give up."""
         if self.rate <= 0:
-            return
+            return not too_late()
         while True:
+            if too_late():
+                return False
             now = time.time()
             second = int(now)
             if await self.storage.incr(f"bcast:rate:{account}:{second}", ttl=5) <= self.rate:
-                return
+                return True
             await asyncio.sleep(second + 1 - now)
 
 
@@ -107,6 +112,14 @@ class BroadcastWorker:
         self.name = name
         self.limiter = RateLimiter(storage, settings.broadcast_rate)
         self.lease = timedelta(seconds=settings.broadcast_lease_seconds)
+        # a send may take up to the API timeout; never start one that could end after the lease
+        self.send_margin = min(timedelta(seconds=SEND_TIMEOUT + 1), self.lease / 2)
+        self.storage_trouble = ""
+        # no more rows than the rate lets this worker send well within its lease
+        self.batch = max(1, settings.broadcast_batch)
+        if settings.broadcast_rate > 0:
+            fits = settings.broadcast_rate * settings.broadcast_lease_seconds / 2
+            self.batch = max(1, min(self.batch, int(fits)))
         self._how: dict[int, _How] = {}
         self._quiet = {
             code: parse_quiet_hours(j.quiet_hours) for code, j in settings.jurisdictions.items()
@@ -127,6 +140,7 @@ class BroadcastWorker:
 
     async def claim(self, limit: int | None = None) -> list[Claimed]:
         now = self.clock.now()
+        until = now + self.lease
         claimable = or_(
             and_(Delivery.status == "pending", Delivery.next_attempt_at <= now),
             and_(Delivery.status == "sending", Delivery.locked_until < now),
@@ -140,7 +154,7 @@ class BroadcastWorker:
             select(Delivery.id)
             .where(claimable)
             .order_by(Delivery.id)
-            .limit(limit or self.settings.broadcast_batch)
+            .limit(limit or self.batch)
             .with_for_update(skip_locked=True)
         )
         async with self.sessions() as session:
@@ -153,7 +167,7 @@ class BroadcastWorker:
                     .where(Delivery.id.in_(due.scalar_subquery()))
                     .values(
                         status="sending",
-                        locked_until=now + self.lease,
+                        locked_until=until,
                         attempts=Delivery.attempts + 1,
                     )
                     .returning(
@@ -167,7 +181,7 @@ class BroadcastWorker:
                 )
             ).all()
             await session.commit()
-        return [Claimed(*r) for r in rows]
+        return [Claimed(*r, lease_until=until) for r in rows]
 
     async def _ways(self, ids: set[int]) -> None:
         missing = ids - self._how.keys()
@@ -196,7 +210,10 @@ class BroadcastWorker:
             async with gate:
                 return await self.send(row)
 
+        self.storage_trouble = ""
         outcomes = await asyncio.gather(*(one(r) for r in rows))
+        if self.storage_trouble:  # once per batch, not once per row
+            log.warning("broadcast sends deferred: storage unavailable (%s)", self.storage_trouble)
         await self.record(outcomes)
         self.sent += sum(1 for o in outcomes if o["status"] == "sent")
         return len(rows)
@@ -206,11 +223,24 @@ class BroadcastWorker:
         now = self.clock.now
         how = self._how.get(row.broadcast_id)
         api = self.apis.get(("mp", row.jurisdiction))
-        base: dict[str, Any] = {"b_id": row.id, "msgid": None, "sent_at": None}
+        base: dict[str, Any] = {
+            "b_id": row.id,
+            "lease_until": row.lease_until,
+            "msgid": None,
+            "sent_at": None,
+        }
         if how is None or api is None:
             return {**base, **_failed(row, "该辖区没有配置公众号，无法发送", now())}
         try:
-            await self.limiter.acquire(row.jurisdiction)
+
+            def too_late() -> bool:
+                return now() + self.send_margin >= row.lease_until
+
+            if not await self.limiter.acquire(row.jurisdiction, too_late):
+                # the rate limit held this row until its lease was nearly over: another
+                # worker may own it soon, so it is not sent here (a custom message has no
+                # client_msg_id for WeChat to drop a repeat by)
+                return {**base, **_later(row, now(), "租约将到期，未发送，稍后重试")}
             answer = await _send(api, how, row)
         except (WeChatAPIError, WeChatTransportError) as exc:
             kind, reason = classify_error(exc)
@@ -220,7 +250,7 @@ class BroadcastWorker:
                 return {**base, **_later(row, _next_beijing_day(now()), reason)}
             return {**base, **_failed(row, reason, now())}
         except (RedisError, OSError) as exc:  # shared storage away: try again shortly
-            log.warning("broadcast send deferred: storage unavailable (%s)", type(exc).__name__)
+            self.storage_trouble = type(exc).__name__
             return {**base, **_later(row, now() + timedelta(seconds=2), "共享存储暂不可用")}
         msgid = answer.get("msgid")
         return {
@@ -249,7 +279,12 @@ class BroadcastWorker:
         table = cast(Table, Delivery.__table__)
         statement = (
             update(table)
-            .where(table.c.id == bindparam("b_id"), table.c.status == "sending")
+            .where(
+                table.c.id == bindparam("b_id"),
+                table.c.status == "sending",
+                # a worker whose lease ran out writes nothing: the row is someone else's now
+                table.c.locked_until == bindparam("lease_until"),
+            )
             .values(
                 status=bindparam("status"),
                 attempts=bindparam("attempts"),

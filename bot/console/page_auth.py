@@ -9,9 +9,9 @@ from sqlalchemy import select
 
 from bot.console.common import clock, form, page, sessions, settings
 from bot.console.security import (
-    DUMMY_HASH,
     Staff,
     current_staff,
+    dummy_hash,
     login_delay,
     password_ok,
     start_session,
@@ -41,7 +41,7 @@ async def login(request: web.Request) -> web.Response:
             if wait > 0:
                 msg = f"登录失败次数过多，请 {int(wait) + 1} 秒后再试。"
                 return page(request, "login.html", status=429, error=msg, username=username)
-        ok = password_ok(user.password_hash if user else DUMMY_HASH, password)
+        ok = password_ok(user.password_hash if user else dummy_hash(), password)
         if user is None or not ok or user.disabled:
             if user is not None:
                 user.failed_logins += 1

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -53,8 +54,11 @@ def password_ok(stored: str, password: str) -> bool:
         return False
 
 
-# a hash to verify against when the username does not exist, so both paths cost the same
-DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+@functools.cache
+def dummy_hash() -> str:
+    """A hash to verify against when the username does not exist, so both paths cost the
+    same (made on first use: an argon2 hash at import would slow every CLI command)."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 def login_delay(failures: int, last_failed_at: datetime | None, now: datetime) -> float:
