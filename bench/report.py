@@ -12,7 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = Path(__file__).resolve().parent / "sections"
-ORDER = ["webhook", "imports", "progress", "quota", "intents", "entitlement"]
+ORDER = ["webhook", "imports", "progress", "quota", "intents", "entitlement", "broadcast"]
 HEADER = """# Benchmarks
 
 Measured figures for donorbot, one section per benchmark, each written by the

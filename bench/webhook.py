@@ -10,6 +10,9 @@ all of them alike:
   baseline  bench/baseline_app.py: a bare aiohttp app answering a fixed XML reply
   plain     (a) `donorbot serve`, a plain-mode account: text message → help reply
   safe      (b) the same message to a safe-mode account (AES body, msg_signature)
+  quota     (issue 4) 「这个月还差多少」 from bound liaisons to the safe-mode account, over
+            the demo data (`donorbot demo load`): answered from the reply cache once
+            each unit's answer has been worked out in the warm-up
 
 Maximum rate: Debian's `wrk` (closed loop, `--latency`) replays a pool of requests
 that this script signs (and encrypts) with bot.simulator.Simulator right before the
@@ -70,9 +73,17 @@ HOST = "127.0.0.1"
 PLAIN_CODE = "benchplain"  # added to the demo account file, mode = "plain"
 SAFE_CODE = "zhangjiajie"  # from `donorbot demo config`, mode = "safe"
 MESSAGE = "帮助"  # any text no other handler takes is answered with the help reply
-SCENARIOS = ("baseline", "plain", "safe")
-LABELS = {"baseline": "baseline", "plain": "(a) plain", "safe": "(b) safe mode"}
-TARGET_RATIO = {"plain": 0.50, "safe": 0.30}
+QUOTA_MESSAGE = "这个月还差多少"  # issue 4's question, from a bound liaison
+QUOTA_UNITS = 30  # the quota senders are liaisons of up to this many units, round-robin
+SCENARIOS = ("baseline", "plain", "safe", "quota")
+SUBJECTS = ("plain", "safe", "quota")
+LABELS = {
+    "baseline": "baseline",
+    "plain": "(a) plain",
+    "safe": "(b) safe mode",
+    "quota": "(#4) quota, safe mode",
+}
+TARGET_RATIO = {"plain": 0.50, "safe": 0.30, "quota": 0.20}
 TARGET_P99_MS = 20.0
 NOISY = 0.05  # other processes using more than this share of a core during a run
 NOISY_REDO = 0.25  # ... or more than this: the run is redone (see Quiet)
@@ -200,11 +211,15 @@ class Setup:
                 'secret = "benchsecret"\nmode = "plain"\n'
             )
         self.upgrade()
+        subprocess.run(
+            [self.donorbot, "demo", "load"], env=self.env, check=True, stdout=subprocess.DEVNULL
+        )
         os.environ.update({k: v for k, v in self.env.items() if k.startswith("DONORBOT_")})
         from bot.channels import build_channels
         from bot.settings import load_settings
 
         self.channels = build_channels(load_settings())
+        self.units = asyncio.run(bind_quota_liaisons(load_settings(), self.users))
 
     def upgrade(self) -> None:
         subprocess.run(
@@ -313,19 +328,66 @@ def running(setup: Setup, scenario: str, tag: str) -> Iterator[Server]:
 
 
 # ---- request pools ------------------------------------------------------------------------
-def openid(n: int) -> str:
-    return f"oBench{n:022d}"  # 28 characters, like a real openid
+def openid(n: int, scenario: str = "plain") -> str:
+    """Sender n: 28 characters, like a real openid; the quota senders are bound liaisons."""
+    return f"oQuota{n:022d}" if scenario == "quota" else f"oBench{n:022d}"
+
+
+async def bind_quota_liaisons(settings: Any, users: int) -> dict[str, str]:
+    """Bind the quota senders as liaisons of units with a line this month (demo data), in
+    turn; openid → unit name.  Like `donorbot demo load`'s own demo liaison."""
+    from sqlalchemy import select
+
+    from bot.clock import SystemClock, local_now
+    from models.db import create_engine, session_factory
+    from models.plans import Unit
+    from models.progress import jurisdiction_progress
+    from models.users import Binding
+
+    account = settings.jurisdiction(SAFE_CODE)
+    today = local_now(SystemClock(), account.timezone).date()
+    engine = create_engine(settings.database_url)
+    try:
+        async with session_factory(engine)() as session:
+            whole = await jurisdiction_progress(session, SAFE_CODE, today.year, today=today)
+            ids = sorted(
+                {ln.unit_id for ln in whole.lines if ln.period.contains(today.month) and ln.target}
+            )[:QUOTA_UNITS]
+            if not ids:
+                raise RuntimeError(f"the demo data has no line this month in {SAFE_CODE}")
+            names = dict(
+                (await session.execute(select(Unit.id, Unit.name).where(Unit.id.in_(ids))))
+                .tuples()
+                .all()
+            )
+            bound = {}
+            for n in range(users):
+                unit_id = ids[n % len(ids)]
+                session.add(
+                    Binding(
+                        jurisdiction=SAFE_CODE,
+                        openid=openid(n, "quota"),
+                        role="liaison",
+                        unit_id=unit_id,
+                    )
+                )
+                bound[openid(n, "quota")] = names[unit_id]
+            await session.commit()
+    finally:
+        await engine.dispose()
+    return bound
 
 
 def make_pool(setup: Setup, scenario: str, n: int) -> list[tuple[str, bytes]]:
     """n (target, body) pairs signed now: unique nonce and MsgId each, users round-robin."""
     from bot.simulator import Simulator, text_xml
 
-    code = SAFE_CODE if scenario == "safe" else PLAIN_CODE
+    code = PLAIN_CODE if scenario == "plain" else SAFE_CODE
+    text = QUOTA_MESSAGE if scenario == "quota" else MESSAGE
     sim = Simulator(setup.channels[("mp", code)])
     pool = []
     for i in range(n):
-        query, body = sim.request(text_xml(openid(i % setup.users), MESSAGE))
+        query, body = sim.request(text_xml(openid(i % setup.users, scenario), text))
         pool.append((sim.path + "?" + urllib.parse.urlencode(query), body))
     return pool
 
@@ -351,12 +413,14 @@ def raw_request(target: str, body: bytes, host: str) -> bytes:
 class Check:
     """What every reply of a run must look like, learned (and fully verified) in the warm-up."""
 
-    kind: str  # contains | length
+    kind: str  # contains | length | lengths (any of several, comma-separated)
     value: str
 
     def __call__(self, body: bytes) -> bool:
         if self.kind == "length":
             return len(body) == int(self.value)
+        if self.kind == "lengths":
+            return str(len(body)) in self.value.split(",")
         return self.value.encode() in body
 
     def write(self, path: Path) -> None:
@@ -370,7 +434,7 @@ def full_check(setup: Setup, scenario: str) -> Callable[[bytes, str], str | None
 
     if scenario == "baseline":
         return lambda body, who: None if b"<Content><![CDATA[" in body else "no <Content>"
-    code = SAFE_CODE if scenario == "safe" else PLAIN_CODE
+    code = PLAIN_CODE if scenario == "plain" else SAFE_CODE
     channel = setup.channels[("mp", code)]
     sim = Simulator(channel)
     examples = [e.example for e in build_dispatcher().help_entries("anonymous")]
@@ -383,10 +447,15 @@ def full_check(setup: Setup, scenario: str) -> Callable[[bytes, str], str | None
         if reply is None:
             return "reply is `success`, not the help reply"
         content = str(reply.get("Content", ""))
-        if scenario == "safe" and b"<Encrypt>" not in body:
+        if scenario != "plain" and b"<Encrypt>" not in body:
             return "safe-mode reply is not encrypted"
         if reply.get("ToUserName") != who or reply.get("MsgType") != "text":
             return "reply is not a text message to the sender"
+        if scenario == "quota":  # this liaison's own unit, this month's numbers
+            unit = setup.units[who]
+            if unit not in content or "任务" not in content or "完成" not in content:
+                return f"not {unit}'s answer: {content[:80]!r}"
+            return None
         if channel.name not in content or not all(e in content for e in examples):
             return f"not the help reply: {content[:80]!r}"
         return None
@@ -648,7 +717,7 @@ def warm_up(
             f"{res.errors} errors"
         )
     check = full_check(setup, scenario)
-    wrong = [w for i, body in res.bodies if (w := check(body, openid(i % setup.users)))]
+    wrong = [w for i, body in res.bodies if (w := check(body, openid(i % setup.users, scenario)))]
     if wrong:
         problems.append(f"warm-up: {len(wrong)} wrong replies, e.g. {wrong[0]}")
     if scenario == "baseline":
@@ -658,6 +727,8 @@ def warm_up(
         if len(lengths) == 1:
             return Check("length", str(lengths.pop())), problems
         return Check("contains", "<MsgSignature><![CDATA["), problems
+    if scenario == "quota":  # one length per unit's answer, each verified above
+        return Check("lengths", ",".join(sorted({str(len(b)) for _, b in res.bodies}))), problems
     content = (
         re.search(rb"<Content>.*?</Content>", res.bodies[0][1], re.DOTALL) if res.bodies else None
     )
@@ -920,7 +991,7 @@ def benchmark(args: argparse.Namespace, setup: Setup, workdir: Path) -> list[Run
         base = quiet.measure(partial(max_run, args, setup, "baseline", rnd, shape, workdir))
         runs.append(base)
         report_run(base)
-        for scenario in ("plain", "safe"):
+        for scenario in SUBJECTS:
             run = quiet.measure(partial(maxed, scenario, rnd, base.rps or 25000.0))
             runs.append(run)
             report_run(run)
@@ -998,7 +1069,7 @@ def summarise(runs: list[Run]) -> dict[str, Summary]:
 
 def verdicts(summary: dict[str, Summary]) -> list[tuple[str, str, bool]]:
     out = []
-    for s in ("plain", "safe"):
+    for s in SUBJECTS:
         v = summary[s]
         out.append(
             (
@@ -1090,6 +1161,7 @@ def section(
     summary: dict[str, Summary],
     runs: list[Run],
     command: str,
+    units: dict[str, str],
 ) -> str:
     valid = all(r.valid for r in runs)
     status = (
@@ -1112,6 +1184,9 @@ What one server core does with a WeChat text message answered by the help reply,
 relative to a bare aiohttp app returning a fixed XML reply on the same core in the
 same run (`bench/baseline_app.py`). Ratios, not absolute numbers, are the result:
 the baseline itself varies run to run. Method and caveats: `bench/README.md`.
+Also issue 4's webhook figure: 「{QUOTA_MESSAGE}」 from {args.users} bound liaisons of
+{len(set(units.values()))} units (`donorbot demo load`'s data), safe mode, answered from
+the reply cache after the warm-up has worked out each unit's answer once.
 
 - Machine: {info["nproc"]} CPUs, {info["cpu"]}; Linux {info["kernel"]}; Python {info["python"]},
   aiohttp {info["aiohttp"]}, {info["wrk"]}
@@ -1124,8 +1199,9 @@ the baseline itself varies run to run. Method and caveats: `bench/README.md`.
   {args.half_duration} s at half the median maximum rate (latency from the scheduled send time).
 - Requests: signed by `bot.simulator.Simulator` just before each run; every request has a
   unique nonce and MsgId (no duplicates, no replays); {args.users} senders round-robin, each
-  seen once in a warm-up whose replies are fully checked (decrypted, help text).
-- {args.rounds} rounds, baseline / plain / safe interleaved in each; medians shown.
+  seen once in a warm-up whose replies are fully checked (decrypted, help text; for quota
+  the sender's unit and its numbers).
+- {args.rounds} rounds, baseline / plain / safe / quota interleaved in each; medians shown.
 
 {status}
 
@@ -1162,7 +1238,7 @@ def profile(args: argparse.Namespace, setup: Setup, workdir: Path) -> None:
     py_spy = ensure_py_spy()
     RESULTS.mkdir(parents=True, exist_ok=True)
     plain_command = setup.command
-    for scenario in ("plain", "safe"):
+    for scenario in args.profile_scenarios.split(","):
         pool = make_pool(setup, scenario, pool_size(args, 10000, args.profile_seconds))
         warm, rest = pool[: args.warmup], pool[args.warmup :]
         pool_path = workdir / f"pool-{scenario}.txt"
@@ -1320,6 +1396,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--profile", action="store_true", help="only profile the server (py-spy)")
     p.add_argument("--profile-seconds", type=int, default=8)
     p.add_argument("--profile-rate", type=int, default=250, help="py-spy samples per second")
+    p.add_argument(
+        "--profile-scenarios", default="plain,safe", help="comma-separated, e.g. plain,safe,quota"
+    )
     p.add_argument("--top", type=int, default=15)
     p.add_argument("--keep", action="store_true", help="keep the temp dir (server logs)")
     p.add_argument("-v", "--verbose", action="store_true", help="print wrk's output")
@@ -1380,7 +1459,7 @@ def main() -> int:
         encoding="utf-8",
     )
     if not args.no_write:
-        write_section(section(args, info, summary, runs, command))
+        write_section(section(args, info, summary, runs, command, setup.units))
         log(f"updated {SECTION_MD.relative_to(ROOT)}")
     log(f"done in {time.monotonic() - started:.0f}s")
     if not valid:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import logging
+import os
+import secrets
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -173,11 +176,28 @@ async def _embedded_worker(app: web.Application) -> AsyncIterator[None]:
     await asyncio.wait_for(task, timeout=10)
 
 
+def _new_request_ids() -> Iterator[str]:
+    """16 hex digits: this process's random half, then a counter (no syscall per request)."""
+    process = uuid.uuid4().hex[:8]
+    return (f"{process}{n & 0xFFFFFFFF:08x}" for n in itertools.count(secrets.randbits(32)))
+
+
+_request_ids = _new_request_ids()
+
+
+def _reset_request_ids() -> None:  # a forked `serve` worker gets its own random half
+    global _request_ids
+    _request_ids = _new_request_ids()
+
+
+os.register_at_fork(after_in_child=_reset_request_ids)
+
+
 @web.middleware
 async def _request_id(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    request_id.set(request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16])
+    request_id.set(request.headers.get("X-Request-Id") or next(_request_ids))
     return await handler(request)
 
 
@@ -256,11 +276,20 @@ def create_app(
     return app
 
 
+GC_THRESHOLDS = (10_000, 20, 20)
+
+
 async def _freeze_heap(app: web.Application) -> None:
     """Move everything loaded at start-up out of the cyclic GC's reach.
 
     Each full collection otherwise rescans the ~130k objects SQLAlchemy, pydantic and
     Jinja2 leave behind at import time: 75-120 ms pauses, the webhook's p99 under load.
+
+    Then collect the young generation less often: a message allocates a few hundred
+    objects that reference counting frees, and the default threshold (700) ran a
+    collection every couple of messages; a young collection costs about the objects
+    still alive (the messages in flight), so fewer of them cost less in all.
     """
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)

@@ -44,7 +44,7 @@ class LazySession:
 
 async def db_session(nxt: Next, message: Message, data: dict[str, Any]) -> str | None:
     holder = LazySession(data["sessions"])
-    data["_session"] = holder
+    data["_session"] = data["lazy_session"] = holder  # `lazy_session`: opened on first get()
     try:
         result = await nxt(message, data)
         if holder.session is not None:

@@ -12,6 +12,7 @@ import asyncio
 import heapq
 import json
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
@@ -54,7 +55,13 @@ class _JsonMixin:
 
 
 class MemoryStorage(_JsonMixin):
-    """In-process storage with TTLs; the embedded default (one process only)."""
+    """In-process storage with TTLs; the embedded default (one process only).
+
+    No call awaits anything: a message whose handler needs no database completes
+    without suspending (the webhook relies on that, see `in_process`).
+    """
+
+    in_process = True  # calls never wait for I/O
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._data: dict[str, tuple[str, float | None]] = {}
@@ -62,7 +69,7 @@ class MemoryStorage(_JsonMixin):
         # time, so keys nobody reads again (nonces, dedup keys) never pile up and no
         # single call has to scan the whole store.
         self._expiries: list[tuple[float, str]] = []
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, deque[asyncio.Future[None]]] = {}
         self._clock = clock
 
     def _alive(self, key: str) -> tuple[str, float | None] | None:
@@ -88,6 +95,10 @@ class MemoryStorage(_JsonMixin):
         return None if item is None else item[0]
 
     async def set(self, key: str, value: str, ttl: float | None = None) -> None:
+        self.set_now(key, value, ttl)
+
+    def set_now(self, key: str, value: str, ttl: float | None = None) -> None:
+        """`set` for code that cannot await (this storage never waits anyway)."""
         now = self._clock()
         self._expire(now)
         expiry = None if ttl is None else now + ttl
@@ -96,9 +107,14 @@ class MemoryStorage(_JsonMixin):
             heapq.heappush(self._expiries, (expiry, key))
 
     async def add(self, key: str, value: str, ttl: float) -> bool:
-        if self._alive(key) is not None:
+        now = self._clock()
+        item = self._data.get(key)
+        if item is not None and (item[1] is None or item[1] > now):
             return False
-        await self.set(key, value, ttl)
+        self._expire(now)
+        expiry = now + ttl
+        self._data[key] = (value, expiry)
+        heapq.heappush(self._expiries, (expiry, key))
         return True
 
     async def delete(self, *keys: str) -> None:
@@ -129,36 +145,63 @@ class MemoryStorage(_JsonMixin):
 
 
 class _MemoryLock:
-    """An asyncio.Lock per key, dropped when nobody holds or waits for it.
+    """A lock per key: the entry in `locks` is the queue of those waiting for it.
 
     A class rather than @asynccontextmanager: it is taken for every message, and the
-    uncontended path should cost no more than a dict lookup and a flag.
+    uncontended path costs two dict operations.  A waiter's timeout is a timer on its
+    own future, not `asyncio.timeout` (which cancels whichever task entered it), so it
+    holds whatever task ends up running the waiting code.
     """
 
-    __slots__ = ("_key", "_lock", "_locks", "_timeout")
+    __slots__ = ("_key", "_locks", "_timeout")
 
-    def __init__(self, locks: dict[str, asyncio.Lock], key: str, timeout: float) -> None:
+    def __init__(
+        self, locks: dict[str, deque[asyncio.Future[None]]], key: str, timeout: float
+    ) -> None:
         self._locks, self._key, self._timeout = locks, key, timeout
-        self._lock: asyncio.Lock | None = None
 
     async def __aenter__(self) -> None:
-        lock = self._lock = self._locks.setdefault(self._key, asyncio.Lock())
-        if lock.locked():
-            async with asyncio.timeout(self._timeout):
-                await lock.acquire()
-        else:
-            await lock.acquire()  # free: returns at once
+        queue = self._locks.get(self._key)
+        if queue is None:  # free: take it
+            self._locks[self._key] = deque()
+            return
+        loop = asyncio.get_running_loop()
+        turn: asyncio.Future[None] = loop.create_future()
+        queue.append(turn)
+        timer = loop.call_later(self._timeout, _time_out, turn)
+        try:
+            await turn
+        except BaseException:
+            if turn.done() and not turn.cancelled() and turn.exception() is None:
+                self._release()  # handed the lock just as the wait ended: pass it on
+            elif turn in queue:
+                queue.remove(turn)
+            raise
+        finally:
+            timer.cancel()
 
     async def __aexit__(self, *exc: object) -> None:
-        lock = self._lock
-        assert lock is not None
-        lock.release()
-        if not lock.locked() and not getattr(lock, "_waiters", None):
-            self._locks.pop(self._key, None)
+        self._release()
+
+    def _release(self) -> None:
+        queue = self._locks[self._key]
+        while queue:
+            turn = queue.popleft()
+            if not turn.done():
+                turn.set_result(None)  # the lock passes to that waiter
+                return
+        del self._locks[self._key]
+
+
+def _time_out(turn: asyncio.Future[None]) -> None:
+    if not turn.done():
+        turn.set_exception(TimeoutError())
 
 
 class RedisStorage(_JsonMixin):
     """Redis-backed storage shared by every process; all keys carry `prefix`."""
+
+    in_process = False
 
     def __init__(self, redis: Redis, prefix: str = "donorbot:") -> None:
         self.redis = redis

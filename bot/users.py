@@ -6,6 +6,7 @@ needs it; binding, unbinding and unsubscribing call `forget_user`.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 
 from sqlalchemy import delete, select
@@ -35,12 +36,27 @@ def _cache_key(jurisdiction: str, openid: str) -> str:
     return f"user:{jurisdiction}:{openid}"
 
 
+# Cached users as read from the storage, by their JSON text: memory storage hands back
+# the very string it was given, so a user seen before costs a dict lookup, not a parse.
+_PARSED: dict[str, User] = {}
+_PARSED_MAX = 4096
+
+
+def _parsed(raw: str) -> User:
+    user = _PARSED.get(raw)
+    if user is None:
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        user = _PARSED[raw] = User(**json.loads(raw))
+    return user
+
+
 async def resolve_user(
     storage: Storage, sessions: async_sessionmaker[AsyncSession], jurisdiction: str, openid: str
 ) -> User:
-    cached = await storage.get_json(_cache_key(jurisdiction, openid))
-    if cached is not None:
-        return User(**cached)
+    raw = await storage.get(_cache_key(jurisdiction, openid))
+    if raw is not None:
+        return _parsed(raw)
     async with sessions() as session:
         rows = (
             await session.scalars(

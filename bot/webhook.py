@@ -9,15 +9,21 @@ customer-service API; its message is recorded in the database first (bot/outbox.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
 import time
-from dataclasses import dataclass
+from collections.abc import Coroutine, Generator
+from dataclasses import dataclass, field
+from datetime import date
+from functools import partial
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot import reply_cache
 from bot.channels import Channel
 from bot.clock import Clock, local_now
 from bot.dispatcher import Dispatcher
@@ -25,6 +31,7 @@ from bot.errors import BadMessage, InvalidSignature, ReplayedRequest, StaleReque
 from bot.metrics import Metrics
 from bot.outbox import Outbox
 from bot.render import Renderer
+from bot.reply_templates import ReplyTemplates, for_renderer
 from bot.settings import Settings
 from bot.state import State
 from bot.storage import Storage
@@ -55,11 +62,123 @@ def _encrypt_field(body: bytes) -> str | None:
     return value if isinstance(value, str) else None
 
 
-async def _within(task: asyncio.Task[Any], seconds: float) -> bool:
-    """Wait up to `seconds` for `task` without cancelling it; True if it finished.
+class _Inline:
+    """Runs a coroutine in the awaiting task, up to a budget, without a task of its own.
 
-    asyncio.wait does the same with more bookkeeping; this runs for every message.
+    A message usually completes without waiting for I/O (memory storage, cached
+    answers); creating a Task, a waiter and a timer for it costs more than the rest of
+    its dispatch.  So the coroutine is driven here, by hand: if it finishes without
+    suspending, `done` is True at once.  If it waits for a future, this waits with it
+    (the budget's timer starts then); a cancellation of the awaiting task is passed on
+    to what the coroutine waits for, as a Task would.  If the budget runs out first, the
+    coroutine moves to a Task of its own (`task`), which first waits for the very future
+    the coroutine is waiting on, then carries on driving it.
     """
+
+    __slots__ = ("_expired", "_waiter", "coro", "result", "seconds", "task")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], seconds: float) -> None:
+        self.coro = coro
+        self.seconds = seconds
+        self.result: Any = None
+        self.task: asyncio.Task[Any] | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._expired = False
+
+    def _wake(self, _: object = None) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _expire(self) -> None:
+        self._expired = True
+        self._wake()
+
+    def __await__(self) -> Generator[Any, None, bool]:
+        coro = self.coro
+        try:
+            pending = coro.send(None)
+        except StopIteration as stop:
+            self.result = stop.value
+            return True
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self.seconds, self._expire)
+        try:
+            while True:
+                throw: BaseException | None = None
+                blocking = getattr(pending, "_asyncio_future_blocking", None)
+                if pending is None:  # a bare yield (sleep(0)): give the loop one turn
+                    try:
+                        yield None
+                    except GeneratorExit:  # the awaiting coroutine is being closed
+                        coro.close()
+                        raise
+                    except BaseException as exc:  # the task was cancelled: pass it on
+                        throw = exc
+                elif blocking and not self._expired:
+                    fut: asyncio.Future[Any] = pending
+                    fut._asyncio_future_blocking = False
+                    waiter = self._waiter = loop.create_future()
+                    fut.add_done_callback(self._wake)
+                    try:
+                        yield from waiter
+                    except GeneratorExit:
+                        coro.close()
+                        raise
+                    except BaseException as exc:  # the task was cancelled: pass it on
+                        if not fut.cancel():  # as Task.cancel(): cancel what it waits on
+                            throw = exc
+                    finally:
+                        fut.remove_done_callback(self._wake)
+                        self._waiter = None
+                    if throw is None and not fut.done():  # the budget is spent
+                        fut._asyncio_future_blocking = True
+                        self.task = asyncio.ensure_future(_resume(coro, fut))
+                        return False
+                else:  # spent already, or something only a Task can judge
+                    self.task = asyncio.ensure_future(_resume(coro, pending))
+                    return False
+                try:
+                    pending = coro.throw(throw) if throw is not None else coro.send(None)
+                except StopIteration as stop:
+                    self.result = stop.value
+                    return True
+        finally:
+            timer.cancel()
+
+
+class _Resume:
+    """The rest of a coroutine that `_Inline` drove: first `pending` (what it waits on)."""
+
+    __slots__ = ("coro", "pending")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], pending: Any) -> None:
+        self.coro, self.pending = coro, pending
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        coro, pending = self.coro, self.pending
+        while True:
+            try:
+                yield pending
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # the task was cancelled: pass it on
+                step = partial(coro.throw, exc)
+            else:
+                step = partial(coro.send, None)
+            try:
+                pending = step()
+            except StopIteration as stop:
+                return stop.value
+
+
+async def _resume(coro: Coroutine[Any, Any, Any], pending: Any) -> Any:
+    return await _Resume(coro, pending)
+
+
+async def _within(task: asyncio.Task[Any], seconds: float) -> bool:
+    """Wait up to `seconds` for `task` without cancelling it; True if it finished."""
     loop = asyncio.get_running_loop()
     waiter = loop.create_future()
 
@@ -88,6 +207,22 @@ class Webhook:
     metrics: Metrics
     outbox: Outbox
     base_data: dict[str, Any]
+    # Drive the dispatch in the request's own task (see _Inline) when storage is in this
+    # process; with Redis each message waits on the network anyway.
+    _inline: bool = field(init=False, default=False)
+    _per_channel: dict[tuple[str, str], dict[str, Any]] = field(init=False, default_factory=dict)
+    _days: dict[str, tuple[int, date]] = field(init=False, default_factory=dict)
+    templates: ReplyTemplates = field(init=False)  # the offices' edited reply templates
+
+    def __post_init__(self) -> None:
+        self._inline = bool(getattr(self.storage, "in_process", False))
+        with contextlib.suppress(TypeError):  # a storage that cannot be weakly referenced
+            reply_cache.watch(self.storage)  # imports in this process reach its answers
+        sessions = self.base_data.get("sessions")
+        engine = getattr(sessions, "kw", {}).get("bind")
+        if isinstance(engine, AsyncEngine):  # and so does any write through the app's engine
+            reply_cache.follow_writes(engine, self.storage)
+        self.templates = for_renderer(self.render, self.storage, self.base_data.get("sessions"))
 
     # ---- request checks -------------------------------------------------------------
     def _channel(self, request: web.Request, kind: str) -> Channel:
@@ -198,12 +333,20 @@ class Webhook:
             return None, "duplicate"
 
         data = self._data(channel, message)
-        task = asyncio.ensure_future(self._dispatch(message, data))
-        if not await _within(task, self.settings.reply_budget_seconds):
+        budget = self.settings.reply_budget_seconds
+        if self._inline:
+            run = _Inline(self._dispatch(message, data), budget)
+            finished = await run
+            reply, task = run.result, run.task
+        else:  # every message awaits Redis: a task costs less than a hand-driven wait each
+            task = asyncio.ensure_future(self._dispatch(message, data))
+            finished = await _within(task, budget)
+            reply = task.result() if finished else None
+        if not finished:
+            assert task is not None
             self.metrics.budget_overruns.inc()
             await self.outbox.hold_late_reply(channel, message, plain, key, task)
             return None, "late"
-        reply = task.result()
         if reply is None:
             await self.storage.set(key, "R:", ttl)
             return None, "ok"
@@ -212,22 +355,41 @@ class Webhook:
         return reply, "ok"
 
     def _data(self, channel: Channel, message: Message) -> dict[str, Any]:
-        data = dict(self.base_data)
-        data["jurisdiction"] = channel.jurisdiction
-        data["jurisdiction_name"] = channel.name
-        data["timezone"] = channel.timezone
-        data["channel"] = channel
-        data["today"] = local_now(self.clock, channel.timezone).date()
+        code = channel.jurisdiction
+        base = self._per_channel.get((channel.kind, code))
+        if base is None or base["channel"] is not channel:
+            base = self._per_channel[(channel.kind, code)] = {
+                **self.base_data,
+                "render": self.templates.local(code),  # this office's edits first
+                "jurisdiction": code,
+                "jurisdiction_name": channel.name,
+                "timezone": channel.timezone,
+                "channel": channel,
+            }
+        data = base.copy()
+        data["today"] = self._today(channel)
         return data
+
+    def _today(self, channel: Channel) -> date:
+        """The local date; worked out once per second of the clock, not per message."""
+        second = int(self.clock.timestamp())
+        known = self._days.get(channel.timezone)
+        if known is not None and known[0] == second:
+            return known[1]
+        today = local_now(self.clock, channel.timezone).date()
+        self._days[channel.timezone] = (second, today)
+        return today
 
     async def _dispatch(self, message: Message, data: dict[str, Any]) -> str | None:
         """The dispatcher's reply; an unexpected error becomes a polite apology, and is logged."""
         try:
+            if self.templates.next_check <= time.monotonic():  # edits: a look every ~2 s
+                await self.templates.refresh()
             return await self.dispatcher.feed(message, data)
         except Exception:
             self.metrics.handler_errors.inc()
             log.exception("handler failed", extra={"msg_type": message.msg_type})
-            return self.render("busy")
+            return data["render"]("busy")
 
     async def _paginate(self, reply: str, channel: Channel, message: Message) -> str:
         """The first page of a long reply; the rest waits for 「更多」."""

@@ -22,10 +22,12 @@ async def help_reply(
     )
     if unreadable and not message.is_event:  # a click is the 「使用帮助」 menu button
         return render("unsupported", kind=message.msg_type)
+    items = dispatcher.help_items(user.role)
     return render.memo(
         "help",
+        key=(user.role, jurisdiction_name, dispatcher.revision),
         greeting="",
         role=user.role,
-        items=tuple(dispatcher.help_entries(user.role)),
+        items=items,
         jurisdiction_name=jurisdiction_name,
     )

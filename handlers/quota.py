@@ -7,16 +7,20 @@ from models/progress.py; the wording from templates/replies/quota_*.j2.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import reply_cache
 from bot.dispatcher import HelpEntry, Router
 from bot.filters import Choice, Intent, Role
 from bot.intents import Query
+from bot.middlewares import LazySession
 from bot.render import Renderer
 from bot.state import State
+from bot.storage import Storage
 from bot.users import User
 from models import progress
 from models.periods import format_months
@@ -24,6 +28,8 @@ from models.plans import Unit
 from models.units import UnitRef, resolve_unit
 
 router = Router(name=__name__)
+# Answers being worked out now, by (storage, reply-cache key): see unit_question.
+_computing: dict[tuple[int, str], asyncio.Future[str | None]] = {}
 UNIT_INTENTS = ("remaining", "progress", "month_plan", "year", "schedule", "plan_lines")
 BOUND = frozenset({"liaison", "office"})
 OFFICE = frozenset({"office"})
@@ -78,13 +84,50 @@ async def pick_choice(
 async def unit_question(
     query: Query,
     user: User,
-    session: AsyncSession,
+    lazy_session: LazySession,
+    storage: Storage,
     state: State,
     render: Renderer,
     jurisdiction: str,
     today: date,
 ) -> str:
-    """Answers a quota question about one unit (the liaison's own, or the one office names)."""
+    """Answers a quota question about one unit (the liaison's own, or the one office names).
+
+    The answer about one's own unit comes from the reply cache (bot/reply_cache.py) when
+    the same question about that unit has been answered today since the data last changed.
+    """
+    if user.unit_id and not query.unit_text:
+        wording = getattr(render, "wording", "0")
+        key = await reply_cache.answer_key(
+            storage, jurisdiction, user.unit_id, today, query, wording
+        )
+        cached = await storage.get(key)
+        if cached is not None:
+            return cached
+        # The unit's other liaisons asking at the same moment wait for this one answer
+        # rather than each running the same queries (a cold cache after an import).
+        flight = (id(storage), key)
+        first = _computing.get(flight)
+        if first is not None:
+            shared = await asyncio.shield(first)
+            if shared is not None:
+                return shared
+        done: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        _computing[flight] = done
+        reply: str | None = None
+        try:
+            session = await lazy_session.get()
+            own = await session.get(Unit, user.unit_id)
+            if own is None:
+                return render("quota_which_unit")
+            reply = await answer(session, render, query, _ref(own), jurisdiction, today)
+            await storage.set(key, reply, reply_cache.TTL)
+            return reply
+        finally:
+            done.set_result(reply)  # None: the waiters work it out themselves
+            if _computing.get(flight) is done:
+                del _computing[flight]
+    session = await lazy_session.get()
     own = await session.get(Unit, user.unit_id) if user.unit_id else None
     if query.unit_text:
         found = await resolve_unit(session, jurisdiction, query.unit_text)

@@ -8,9 +8,10 @@
 --             and a thread that runs out sends to /__pool_exhausted__ (a 404, so wrk
 --             counts it as non-2xx and the run is invalid instead of measuring
 --             duplicates).  "wrap": cycle through the pool (baseline only).
--- CHECK_FILE  first line "contains" or "length", the rest the expected value: every
---             2xx body must contain that text (plain mode) or have that length in
---             bytes (safe mode: the encrypted reply has a fixed length).
+-- CHECK_FILE  first line "contains", "length" or "lengths", the rest the expected value:
+--             every 2xx body must contain that text (plain mode), have that length in
+--             bytes (safe mode: the encrypted reply has a fixed length), or one of the
+--             comma-separated lengths (quota: one per unit's answer).
 -- T           the number of wrk threads (-t), to split the pool between them.
 -- done() prints one line "BENCH key=value ..." for bench/webhook.py to parse.
 
@@ -40,6 +41,10 @@ function init(args)
   check_kind = string.sub(check, 1, nl - 1)
   check_value = string.sub(check, nl + 1)
   check_len = tonumber(check_value)
+  check_lens = {}
+  if check_kind == "lengths" then
+    for v in string.gmatch(check_value, "[^,]+") do check_lens[tonumber(v)] = true end
+  end
 
   -- This thread's slice of the pool: lines tid, tid + nthreads, tid + 2*nthreads, ...
   reqs = {}
@@ -85,6 +90,8 @@ function response(status, headers, body)
       if not string.find(body, check_value, 1, true) then bad = bad + 1 end
     elseif check_kind == "length" then
       if #body ~= check_len then bad = bad + 1 end
+    elseif check_kind == "lengths" then
+      if not check_lens[#body] then bad = bad + 1 end
     end
   end
 end

@@ -7,12 +7,14 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot import reply_cache
 from bot.errors import ConfigError
 from bot.settings import Settings
+from bot.storage import make_storage
 from models.db import create_engine, session_factory
 from models.plans import JurisdictionRow
 from models.units import Resolution
@@ -41,12 +43,20 @@ async def import_transaction(
         except BaseException:
             await session.rollback()
             raise
+    if not dry_run:  # answers cached from the old data are void now (bot/reply_cache.py)
+        await reply_cache.data_changed()
 
 
 @asynccontextmanager
 async def database(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    """Sessions for one CLI command; a database that is absent or not migrated is a clear error."""
+    """Sessions for one CLI command; a database that is absent or not migrated is a clear error.
+
+    If the command commits anything and the servers share Redis, the data version there
+    is replaced at the end, so no server keeps answering from the old data.
+    """
     engine = create_engine(settings.database_url, sqlite_cache_mb=None)
+    committed: list[bool] = []
+    event.listen(engine.sync_engine, "commit", lambda conn: committed.append(True))
     try:
         yield session_factory(engine)
     except DBAPIError as exc:
@@ -55,6 +65,12 @@ async def database(settings: Settings) -> AsyncIterator[async_sessionmaker[Async
         raise ConfigError(f"数据库出错：{exc.orig}{hint}") from exc
     finally:
         await engine.dispose()
+    if committed and settings.redis_url:
+        shared = make_storage(settings.redis_url, settings.redis_prefix)
+        try:
+            await reply_cache.data_changed(shared)
+        finally:
+            await shared.close()
 
 
 async def ensure_jurisdictions(

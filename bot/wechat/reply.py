@@ -10,14 +10,33 @@ _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 def cdata(text: str) -> str:
     """A CDATA section holding `text` verbatim, even if it contains `]]>`."""
-    return "<![CDATA[" + _INVALID_XML.sub("", text).replace("]]>", "]]]]><![CDATA[>") + "]]>"
+    if _INVALID_XML.search(text) is not None:
+        text = _INVALID_XML.sub("", text)
+    if "]]>" in text:
+        text = text.replace("]]>", "]]]]><![CDATA[>")
+    return "<![CDATA[" + text + "]]>"
+
+
+# The addressing part of replies, by (to, from): the same few thousand users write again.
+_HEADS: dict[tuple[str, str], str] = {}
+_HEADS_MAX = 4096
+
+
+def _head(to_user: str, from_user: str) -> str:
+    head = _HEADS.get((to_user, from_user))
+    if head is None:
+        if len(_HEADS) >= _HEADS_MAX:
+            _HEADS.clear()
+        head = _HEADS[(to_user, from_user)] = (
+            f"<xml><ToUserName>{cdata(to_user)}</ToUserName>"
+            f"<FromUserName>{cdata(from_user)}</FromUserName>"
+        )
+    return head
 
 
 def text_reply(to_user: str, from_user: str, content: str, create_time: int) -> bytes:
     return (
-        f"<xml><ToUserName>{cdata(to_user)}</ToUserName>"
-        f"<FromUserName>{cdata(from_user)}</FromUserName>"
-        f"<CreateTime>{create_time}</CreateTime>"
+        f"{_head(to_user, from_user)}<CreateTime>{create_time}</CreateTime>"
         f"<MsgType><![CDATA[text]]></MsgType>"
         f"<Content>{cdata(content)}</Content></xml>"
     ).encode()
@@ -42,7 +61,7 @@ def _pieces(text: str, budget: int) -> list[str]:
 
 def split_text(text: str, limit_bytes: int, more_hint: str) -> list[str]:
     """Pages of at most `limit_bytes` UTF-8 bytes (hint included), broken at line ends."""
-    if len(text.encode()) <= limit_bytes:
+    if len(text) * 4 <= limit_bytes or len(text.encode()) <= limit_bytes:  # ≤ 4 bytes a char
         return [text]
     budget = limit_bytes - len(more_hint.encode()) - 1
     pages: list[str] = []
