@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot.console import page_audit, page_auth, page_broadcasts, page_dashboard
+from bot.console import page_audit, page_auth, page_broadcasts, page_dashboard, page_templates
 
-AREAS = (page_auth, page_audit, page_dashboard, page_broadcasts)
+AREAS = (page_auth, page_audit, page_dashboard, page_broadcasts, page_templates)
 
 
 def register(app: web.Application) -> None:
