@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -28,7 +29,8 @@ async def audit_log(request: web.Request) -> web.Response:
     entries = [
         {
             "id": r.id,
-            "at": r.at.astimezone(tz) if r.at.tzinfo else r.at,
+            # SQLite hands back naive UTC; show the jurisdiction's local time either way
+            "at": (r.at if r.at.tzinfo else r.at.replace(tzinfo=UTC)).astimezone(tz),
             "actor": r.actor,
             "action": r.action,
             "detail": r.detail,
