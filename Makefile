@@ -27,6 +27,7 @@ lint: install
 	$(BIN)/mypy
 
 unit: install
+	bash .ci/install-chromium
 	$(BIN)/pytest -q
 
 test: lint unit
@@ -38,6 +39,7 @@ bench: install
 	$(BIN)/python bench/quota_handler.py
 	$(BIN)/python bench/entitlement_handler.py
 	$(BIN)/python bench/intent_accuracy.py
+	$(BIN)/python bench/broadcast.py
 	$(BIN)/python bench/report.py
 
 clean:
