@@ -223,9 +223,10 @@ async def test_a_corrupt_xlsx_gets_the_importers_message(bot: Any) -> None:
     assert status == 422 and "不是有效的 .xlsx 文件" in html
 
 
-async def test_an_upload_over_the_limit_is_refused_with_413(bot: Any) -> None:
+@pytest.mark.parametrize("megabytes", [21, 50])
+async def test_an_upload_over_the_limit_is_refused_with_413(bot: Any, megabytes: int) -> None:
     staff = await login(bot.client, "zjj_office")
-    big = PLAN_HEADER.encode() + b"x" * (21 * 1024 * 1024)
+    big = PLAN_HEADER.encode() + b"x" * (megabytes * 1024 * 1024)
     async with refused_before_the_page():
         status, text = await upload(staff, "zhangjiajie", "plan", "big.csv", big)
     assert status == 413 and "文件太大" in text and "20 MB" in text
