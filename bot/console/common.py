@@ -7,6 +7,7 @@ from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
+from multidict import MultiDict
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import CLOCK, SESSIONS, SETTINGS
@@ -46,4 +47,4 @@ def page(request: web.Request, template: str, status: int = 200, **context: Any)
 
 def form(request: web.Request) -> Any:
     """The POSTed form, already read (and its CSRF token checked) by the middleware."""
-    return request[FORM]
+    return request.get(FORM) or MultiDict()  # a POST that is not a form has no fields
