@@ -241,7 +241,9 @@ async def test_compose_confirm_and_a_double_submit_creates_one_broadcast(
     made = await audit_of(world, "broadcast.create")
     assert [e.actor for e in made] == ["console:zjj_office"]
     status, listing = await office.get(BASE)
-    assert status == 200 and first.headers["Location"] in listing and "0/3" in listing
+    # the app's embedded worker may already have sent some: 0/3 … 3/3
+    assert status == 200 and first.headers["Location"] in listing
+    assert re.search(r"\b[0-3]/3\b", listing), "the list shows sent/total"
 
 
 async def test_coming_back_to_a_sent_form_warns_and_makes_a_new_key(
