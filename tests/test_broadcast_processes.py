@@ -359,7 +359,7 @@ def test_kill_9_a_worker_ten_times_and_every_recipient_gets_one_message(world: W
     bid = world.create()
     rng = random.Random()
     # a shared rate limit keeps the broadcast going through all ten kills
-    rate = {"DONORBOT_BROADCAST_RATE": "500"}
+    rate = {"DONORBOT_BROADCAST_RATE": "250"}
     leased_at_kill = []
 
     def sent_more(than: int) -> bool:
